@@ -1,0 +1,93 @@
+"""What goes into the engine and what comes out of it.
+
+The engine never talks to a channel or a database: a channel adapter turns a webhook into an
+:class:`InboundEvent`; the engine answers with a :class:`Sprint` — the new session and a list of
+events — and the application carries the events out (persist, reply, send).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dialogs.session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """One thing a citizen did, in a channel-independent form.
+
+    ``text`` is what they typed or said (speech already transcribed); ``button`` is the value of
+    a tapped button or pressed key when the channel has them. ``delivery_id`` is the provider's
+    idempotency key (Twilio ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``).
+    """
+
+    channel: str
+    sender: str  # the channel's id for the citizen, already hashed: never a clear phone number
+    text: str = ""
+    button: str | None = None
+    delivery_id: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Ask the current question. ``hint`` is set when re-asking after an unusable answer."""
+
+    step_id: str
+    message: str  # catalog message id
+    kind: Literal["level", "choice", "text", "yes_no"]
+    options: tuple[tuple[str, str], ...] = ()  # (value, catalog message id of its label)
+    params: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
+    hint: str | None = None  # catalog message id of the hint
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """A statement that asks nothing: thanks, help, goodbye."""
+
+    message: str  # catalog message id
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The citizen answered ``step_id``; ``value`` is the parsed answer as stored in the session."""
+
+    step_id: str
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RatingClosed:
+    """The conversation is over. ``outcome`` says what the answers amount to:
+
+    ``complete``: every required step answered; ``incomplete``: an overall level but not every
+    step (retries exhausted, expired, stopped); ``discarded``: no overall level, so no rating.
+    """
+
+    outcome: Literal["complete", "incomplete", "discarded"]
+    reason: Literal["finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptedOut:
+    """The citizen asked for no more invitations (STOP / TD / 退订)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptedIn:
+    """The citizen asked to receive invitations again (START)."""
+
+
+Event = Prompt | Say | Answered | RatingClosed | OptedOut | OptedIn
+
+
+@dataclass(frozen=True, slots=True)
+class Sprint:
+    """The engine's answer to one input: the session to keep (``None``: forget it) and events."""
+
+    session: Session | None
+    events: list[Event]

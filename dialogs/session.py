@@ -1,0 +1,37 @@
+"""The state of one conversation, as the engine sees it. Plain data, JSON-serialisable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Session(BaseModel):
+    """One citizen's rating conversation.
+
+    ``answers`` always has this shape (the application persists it as-is)::
+
+        {"level": 1-5,                                # overall level, 5 best
+         "dimensions": {"attitude": 1-5, ...},        # per-dimension levels, ids from the survey
+         "comment": str | None,                       # optional comment (good and middling levels)
+         "complaint": {"problems": [str, ...],        # chosen problem-category values
+                       "details": str | None,
+                       "callback": bool}}             # present only for bad reviews (levels 1-2)
+
+    Keys appear only once answered.
+    """
+
+    id: str  # conversation id, made by the caller (the engine has no randomness)
+    survey_id: str
+    record_no: str | None = None  # 办件编号; None for an unsolicited rating
+    invitation_id: int | None = None
+    locale: str
+    step: str | None  # the question being asked; None once the conversation is closed
+    retries: int = 0  # unusable answers to the current question so far
+    answers: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    outcome: str | None = None  # set once closed: complete | incomplete | discarded
