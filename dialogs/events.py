@@ -40,6 +40,7 @@ class Prompt:
     options: tuple[tuple[str, str], ...] = ()  # (value, catalog message id of its label)
     params: dict[str, Any] = field(default_factory=dict)
     optional: bool = False
+    multiple: bool = False  # a choice that takes several options at once ("13")
     hint: str | None = None  # catalog message id of the hint
 
 

@@ -26,9 +26,16 @@ def translations(locale: str) -> Translations:
     return Translations.load(str(CATALOG_DIR), [locale], DOMAIN)
 
 
+def N_(message_id: str) -> str:  # noqa: N802 - gettext's conventional name, found by pybabel extract
+    """Mark ``message_id`` as a catalog id for extraction; returns it unchanged."""
+    return message_id
+
+
 def has_message(locale: str, message_id: str) -> bool:
-    """Whether ``locale``'s catalog translates ``message_id``."""
-    return message_id in translations(locale)._catalog  # noqa: SLF001 - gettext keeps no public view
+    """Whether ``locale``'s catalog translates ``message_id`` (to a non-empty text)."""
+    # A missing .mo gives NullTranslations, which has no catalog at all: that is "no", not a crash.
+    catalog = getattr(translations(locale), "_catalog", {})
+    return bool(catalog.get(message_id))
 
 
 def gettext(locale: str, message_id: str, **params: Any) -> str:
@@ -37,10 +44,10 @@ def gettext(locale: str, message_id: str, **params: Any) -> str:
     return text.format(**params) if params else text
 
 
-def normalize_locale(value: str | None) -> str:
-    """Map what a client sends (``zh-CN``, ``zh_TW``, ``en-US``…) to a shipped locale, else the default."""
+def normalize_locale(value: str | None, default: str = DEFAULT_LOCALE) -> str:
+    """Map what a client sends (``zh-CN``, ``zh_TW``, ``en-US``…) to a shipped locale, else ``default``."""
     if not value:
-        return DEFAULT_LOCALE
+        return default
     v = value.replace("-", "_").lower()
     if v in {"zh_hant_tw", "zh_tw", "zh_hk", "zh_hant", "zh_mo", "zh_hant_hk"}:
         return "zh_Hant_TW"
@@ -48,4 +55,4 @@ def normalize_locale(value: str | None) -> str:
         return "zh_Hans_CN"
     if v.startswith("en"):
         return "en"
-    return DEFAULT_LOCALE
+    return default

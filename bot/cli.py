@@ -1,0 +1,167 @@
+"""The ``ratebot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from uuid import uuid4
+
+from pydantic import ValidationError
+from sqlmodel import Session as DbSession
+
+from bot.settings import Settings
+from storage import db as database
+from storage.models import utcnow
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit(f"ratebot: bad configuration:\n{exc}")
+
+
+def _embedded_upgrade(settings: Settings) -> None:
+    """On the embedded SQLite default, commands bring the schema up to date themselves; a
+    PostgreSQL deployment runs ``ratebot db upgrade`` once per release instead."""
+    if database.normalize_url(settings.database_url).startswith("sqlite"):
+        database.upgrade(settings.database_url)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    uvicorn.run(
+        "bot.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from bot import worker
+    from bot.runtime import Runtime
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+
+    async def main() -> None:
+        rt = Runtime.from_settings(settings)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await worker.run_forever(rt, stop)
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    settings = _settings()
+    database.upgrade(settings.database_url, args.revision)
+    print(f"database at revision {args.revision}")
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> None:
+    from bot.api import create_api_key
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    engine = database.create_db_engine(settings.database_url)
+    with DbSession(engine) as db:
+        key = create_api_key(db, role=args.role, name=args.name, now=utcnow())
+    engine.dispose()
+    print(f"API key for {args.name!r} (role {args.role}); it is shown only this once:")
+    print(key)
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Talk to the real engine through a channel's renderer, with no provider account."""
+    from channels.sms import render_text
+    from dialogs import engine
+    from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed
+    from dialogs.survey import load_survey
+    from locales import normalize_locale
+
+    settings = _settings()
+    survey = load_survey(settings.survey_path)
+    locale = normalize_locale(args.locale, settings.default_locale)
+    renderers = {"sms": render_text}
+    render = renderers[args.channel]
+    session = None
+    if args.record_no:
+        sprint = engine.start(survey, session_id=str(uuid4()), now=utcnow(), locale=locale, record_no=args.record_no)
+        session = sprint.session
+        print(render(sprint.events, locale))
+    print(f"(ratebot chat: {args.channel}, {locale}; type your replies, Ctrl-D to quit)")
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print()
+            return
+        event = InboundEvent(channel=args.channel, sender="terminal", text=line, locale=locale)
+        sprint = engine.resume(survey, session, event, now=utcnow(), new_session_id=str(uuid4()))
+        before, session = session, sprint.session
+        text = render(sprint.events, (session or before).locale if (session or before) else locale)
+        if text:
+            print(text)
+        for e in sprint.events:
+            if isinstance(e, Answered):
+                print(f"  · {e.field} = {e.value!r}")
+            elif isinstance(e, RatingClosed):
+                answers = (session or before).answers if (session or before) else {}
+                print(f"  · rating {e.outcome} ({e.reason}): {answers}")
+            elif isinstance(e, OptedOut | OptedIn):
+                print(f"  · {type(e).__name__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ratebot", description="Citizens rate government services in conversation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the web service (and its timer worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    commands.add_parser("worker", help="run only the timer worker").set_defaults(func=cmd_worker)
+
+    chat = commands.add_parser("chat", help="try the survey in the terminal")
+    chat.add_argument("--channel", choices=["sms"], default="sms")
+    chat.add_argument("--locale")
+    chat.add_argument("--record-no")
+    chat.set_defaults(func=cmd_chat)
+
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
+    create = apikey.add_parser("create", help="create a key; it is printed on the last line")
+    create.add_argument("--role", choices=["platform", "admin"], required=True)
+    create.add_argument("--name", default="unnamed")
+    create.set_defaults(func=cmd_apikey_create)
+
+    db = commands.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    upgrade = db.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

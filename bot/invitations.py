@@ -1,0 +1,220 @@
+"""Invitations to rate a finished case: who gets one, when, and sending it.
+
+A reported case gets one invitation (一事一评). It is suppressed — recorded with the reason, never
+sent — when the citizen opted out, was invited within the cooldown window, or left no contact.
+During quiet hours it waits, ``scheduled``, for the worker. Sending claims the invitation with a
+conditional UPDATE, so the request that created it and any number of workers never send it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+from typing import Any
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from sqlalchemy import update
+from sqlmodel import Session as DbSession
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from bot.conversation import Conversations, conversation_key, load_session, session_ttl
+from bot.optouts import is_opted_out
+from bot.runtime import Runtime
+from channels.base import Delivery
+from channels.sms import render_text
+from dialogs import engine
+from dialogs.events import Say
+from storage.models import Invitation, OutboundMessage, ServiceRecord
+
+log = logging.getLogger("ratebot.invitations")
+
+RENDERERS = {"sms": render_text}
+PENDING = ("scheduled", "sending", "sent")
+
+
+def send_time(now: datetime, zone: ZoneInfo, quiet: tuple[time, time] | None) -> datetime:
+    """``now``, or the end of the quiet hours when ``now`` falls inside them (local time)."""
+    if quiet is None:
+        return now
+    start, end = quiet
+    local = now.astimezone(zone)
+    t = local.time()
+    inside = start <= t < end if start <= end else (t >= start or t < end)
+    if not inside:
+        return now
+    end_day = local.date() if t < end else local.date() + timedelta(days=1)
+    return datetime.combine(end_day, end, tzinfo=zone).astimezone(now.tzinfo)
+
+
+def new_invitation(db: DbSession, rt: Runtime, record: ServiceRecord, channel: str, now: datetime) -> Invitation:
+    """The invitation for a newly reported ``record``: scheduled, or suppressed with a reason."""
+    contact_hash = record.phone_hash if channel == "sms" else None
+    invitation = Invitation(
+        record_id=record.id, channel=channel, contact_hash=contact_hash, status="scheduled", created_at=now
+    )
+    if contact_hash is None:
+        invitation.status, invitation.reason = "suppressed", "no_contact"
+    elif is_opted_out(db, contact_hash):
+        invitation.status, invitation.reason = "suppressed", "opted_out"
+    elif _recently_invited(db, contact_hash, now - timedelta(hours=rt.settings.invite_cooldown_hours)):
+        invitation.status, invitation.reason = "suppressed", "cooldown"
+    else:
+        invitation.scheduled_at = send_time(now, rt.settings.zone, rt.settings.quiet_window)
+    db.add(invitation)
+    return invitation
+
+
+def _recently_invited(db: DbSession, contact_hash: str, since: datetime) -> bool:
+    return (
+        db.exec(
+            select(Invitation.id).where(
+                Invitation.contact_hash == contact_hash,
+                col(Invitation.status).in_(PENDING),
+                col(Invitation.created_at) >= since,
+            )
+        ).first()
+        is not None
+    )
+
+
+def invitation_params(record: ServiceRecord, rt: Runtime) -> dict[str, Any]:
+    day = (record.completed_at or record.created_at or rt.clock()).astimezone(rt.settings.zone).date()
+    return {
+        "date": format_date(day, format="long", locale=record.locale),
+        "hall": record.hall,
+        "item": record.item_name,
+    }
+
+
+async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
+    """Send a due invitation and open its conversation. Safe to call from several places at once:
+    only the caller that claims it sends it."""
+    now = rt.clock()
+    claimed = await run_in_threadpool(_claim, rt, invitation_id, now)
+    if claimed is None:
+        return
+    invitation, record = claimed
+    assert record.phone_enc and record.phone_hash and invitation.id is not None
+    key = conversation_key(invitation.channel, record.phone_hash)
+    async with rt.store.turn(key) as turn:
+        before = load_session(turn.session)
+        if before is not None and before.step is not None:
+            # A conversation about an earlier case is still open: close it, keeping its answers.
+            closing = engine.expire(rt.survey, before, now=now)
+            await run_in_threadpool(
+                Conversations(rt).apply, closing, before, invitation.channel, record.phone_hash, now
+            )
+        sprint = engine.start(
+            rt.survey,
+            session_id=str(uuid4()),
+            now=now,
+            locale=record.locale,
+            record_no=record.record_no,
+            invitation_id=invitation.id,
+        )
+        events = [Say("invitation.intro", invitation_params(record, rt)), *sprint.events, Say("invitation.optout")]
+        body = RENDERERS[invitation.channel](events, record.locale)
+        phone = rt.privacy.decrypt(record.phone_enc)
+        delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, phone, body)
+        if delivery.status != "failed" and sprint.session is not None:
+            turn.save(sprint.session.model_dump(mode="json"), ttl=session_ttl(sprint.session, now))
+    await run_in_threadpool(_record_sent, rt, invitation.id, record, delivery, "invitation", now)
+
+
+def _claim(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Invitation, ServiceRecord] | None:
+    with DbSession(rt.db) as db, db.begin():
+        claimed = db.exec(  # type: ignore[call-overload]
+            update(Invitation)
+            .where(
+                col(Invitation.id) == invitation_id,
+                col(Invitation.status) == "scheduled",
+                col(Invitation.scheduled_at) <= now,
+            )
+            .values(status="sending")
+        )
+        if claimed.rowcount != 1:
+            return None
+        invitation = db.get_one(Invitation, invitation_id)
+        record = db.get_one(ServiceRecord, invitation.record_id)
+        if invitation.contact_hash and is_opted_out(db, invitation.contact_hash):
+            # STOP arrived while it waited for the quiet hours to end.
+            invitation.status, invitation.reason = "suppressed", "opted_out"
+            db.add(invitation)
+            return None
+        db.expunge_all()
+        return invitation, record
+
+
+def _record_sent(
+    rt: Runtime, invitation_id: int, record: ServiceRecord, delivery: Delivery, purpose: str, now: datetime
+) -> None:
+    with DbSession(rt.db) as db, db.begin():
+        invitation = db.get_one(Invitation, invitation_id)
+        if purpose == "invitation":
+            failed = delivery.status == "failed"
+            invitation.status = "failed" if failed else "sent"
+            invitation.reason = delivery.error if failed else None
+            if not failed:
+                invitation.sent_at = now
+                invitation.remind_at = now + timedelta(hours=rt.survey.reminder_after_hours)
+        else:
+            invitation.reminded_at = invitation.reminded_at or now
+        db.add(invitation)
+        db.add(
+            OutboundMessage(
+                invitation_id=invitation_id,
+                purpose=purpose,
+                channel=invitation.channel,
+                to_mask=record.phone_mask or "",
+                provider=delivery.provider,
+                provider_id=delivery.provider_id,
+                status=delivery.status,
+                error=delivery.error,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def send_reminder(rt: Runtime, invitation_id: int) -> None:
+    """The one reminder for an invitation still unanswered after the survey's reminder delay."""
+    now = rt.clock()
+    claimed = await run_in_threadpool(_claim_reminder, rt, invitation_id, now)
+    if claimed is None:
+        return
+    invitation, record = claimed
+    assert record.phone_enc and record.phone_hash
+    async with rt.store.turn(conversation_key(invitation.channel, record.phone_hash)) as turn:
+        session = load_session(turn.session)
+        if session is None or session.invitation_id != invitation_id or session.answers or session.step != rt.survey.start:
+            return  # answered (or replaced) since: no reminder
+        opening = engine.start(rt.survey, session_id=session.id, now=now, locale=session.locale)
+        events = [Say("reminder.intro", invitation_params(record, rt)), *opening.events, Say("invitation.optout")]
+        body = RENDERERS[invitation.channel](events, session.locale)
+        delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, rt.privacy.decrypt(record.phone_enc), body)
+    await run_in_threadpool(_record_sent, rt, invitation_id, record, delivery, "reminder", now)
+
+
+def _claim_reminder(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Invitation, ServiceRecord] | None:
+    with DbSession(rt.db) as db, db.begin():
+        claimed = db.exec(  # type: ignore[call-overload]
+            update(Invitation)
+            .where(
+                col(Invitation.id) == invitation_id,
+                col(Invitation.status) == "sent",
+                col(Invitation.remind_at) <= now,
+                col(Invitation.reminded_at).is_(None),
+            )
+            .values(reminded_at=now)
+        )
+        if claimed.rowcount != 1:
+            return None
+        invitation = db.get_one(Invitation, invitation_id)
+        record = db.get_one(ServiceRecord, invitation.record_id)
+        if invitation.contact_hash and is_opted_out(db, invitation.contact_hash):
+            return None
+        db.expunge_all()
+        return invitation, record

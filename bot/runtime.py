@@ -1,0 +1,57 @@
+"""Everything a request or the worker needs, built once per app from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from bot.privacy import Privacy
+from bot.settings import Settings
+from channels.base import Sender
+from channels.console import ConsoleSender
+from channels.twilio import TwilioSender
+from dialogs.survey import Survey, load_survey
+from storage.db import create_db_engine
+from storage.models import utcnow
+from storage.base import ConversationStore
+from storage.state import conversation_store_from_url
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: sa.Engine
+    store: ConversationStore
+    survey: Survey
+    privacy: Privacy
+    senders: dict[str, Sender]  # channel → how ratebot sends on its own initiative
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Runtime:
+        if settings.sms_sending_enabled:
+            assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+            sms: Sender = TwilioSender(
+                settings.twilio_account_sid,
+                settings.twilio_auth_token,
+                settings.twilio_from,
+                api_url=settings.twilio_api_url,
+            )
+        else:
+            sms = ConsoleSender("sms")
+        return cls(
+            settings=settings,
+            db=create_db_engine(settings.database_url),
+            store=conversation_store_from_url(settings.redis_url),
+            survey=load_survey(settings.survey_path),
+            privacy=Privacy(settings.secret_key),
+            senders={"sms": sms},
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        await self.store.close()
+        self.db.dispose()

@@ -1,0 +1,105 @@
+"""Configuration, from ``RATEBOT_*`` environment variables and a ``.env`` file.
+
+Built in the app factory (never at import time), so tests can make as many apps as they like.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from locales import LOCALES
+
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "development-only-secret"}
+DEFAULT_SURVEY = Path(__file__).resolve().parent.parent / "dialogs" / "surveys" / "default.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RATEBOT_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///./ratebot.db"
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "development-only-secret"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_url: str | None = None
+    default_locale: str = "zh_Hans_CN"
+    timezone: str = "Asia/Shanghai"
+    quiet_hours: str = "21:00-08:00"
+    invite_cooldown_hours: float = Field(default=24, ge=0)
+    survey_path: Path = DEFAULT_SURVEY
+    worker_interval_seconds: float = Field(default=5, gt=0)
+    run_worker: bool = True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
+    log_level: str = "INFO"
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("default_locale")
+    @classmethod
+    def _shipped_locale(cls, value: str) -> str:
+        if value not in LOCALES:
+            raise ValueError(f"must be one of {', '.join(LOCALES)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_format(cls, value: str) -> str:
+        if value.strip():
+            parse_quiet_hours(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _real_secret_outside_development(self) -> Settings:
+        if self.environment != "development" and (
+            self.secret_key.lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "RATEBOT_SECRET_KEY is a placeholder or shorter than 32 characters; "
+                'set a random one, e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def quiet_window(self) -> tuple[time, time] | None:
+        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
+
+    @property
+    def sms_inbound_enabled(self) -> bool:
+        return bool(self.twilio_auth_token)
+
+    @property
+    def sms_sending_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time]:
+    """``"21:00-08:00"`` → (21:00, 08:00). The window may wrap past midnight."""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError as exc:
+        raise ValueError(f"quiet hours must look like 21:00-08:00, got {value!r}") from exc
+    return start, end

@@ -1,0 +1,54 @@
+"""Provider webhooks: each checks the provider's signature, turns the request into an
+InboundEvent, and answers in the provider's own format."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from bot.api import RuntimeDep
+from bot.conversation import Conversations
+from bot.privacy import InvalidPhone, normalize_phone
+from channels import sms
+from channels.twilio import signature_is_valid
+from storage.base import ConversationBusy
+
+log = logging.getLogger("ratebot.webhooks")
+router = APIRouter(prefix="/channels")
+FORM = "application/x-www-form-urlencoded"
+
+
+def public_url(request: Request, base: str) -> str:
+    """The URL the provider called, as the provider saw it (``RATEBOT_PUBLIC_URL`` + path + query)."""
+    query = request.url.query
+    return base + request.url.path + (f"?{query}" if query else "")
+
+
+@router.post("/sms")
+async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
+    """Twilio Messaging: one inbound SMS → TwiML with the reply."""
+    settings = rt.settings
+    if not settings.sms_inbound_enabled:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured (RATEBOT_TWILIO_AUTH_TOKEN)")
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"expected a {FORM} body")
+    form = await request.form()
+    assert settings.twilio_auth_token
+    signature = request.headers.get("x-twilio-signature", "")
+    if not signature_is_valid(settings.twilio_auth_token, public_url(request, settings.public_url), form, signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-Twilio-Signature")
+    try:
+        sender, text, message_sid = sms.parse_inbound(form)
+    except sms.BadSmsRequest as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    try:
+        sender = normalize_phone(sender)
+    except InvalidPhone:
+        pass  # short codes and alphanumeric senders are hashed as they come
+    event = sms.inbound_event(rt.privacy.contact_hash(sender), text, message_sid, settings.default_locale)
+    try:
+        reply = await Conversations(rt).handle(event, lambda events, locale: sms.twiml(sms.render_text(events, locale)))
+    except ConversationBusy as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "conversation busy, retry", headers={"Retry-After": "1"}) from exc
+    return Response(reply, media_type="application/xml")

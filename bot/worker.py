@@ -1,0 +1,114 @@
+"""Timers that must survive a restart live in the database; this loop runs the due ones.
+
+Several workers may run it at once (one per ``serve`` worker, or ``ratebot worker`` processes):
+every job claims its row with a conditional UPDATE or takes the conversation's lock first, so
+nothing is sent or finalized twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlmodel import Session as DbSession
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from bot.conversation import Conversations, conversation_key, load_session
+from bot.invitations import dispatch_invitation, send_reminder
+from bot.runtime import Runtime
+from dialogs import engine
+from storage.models import Invitation, Rating
+
+log = logging.getLogger("ratebot.worker")
+BATCH = 100
+
+
+async def run_due(rt: Runtime) -> int:
+    """Run every job that is due now; the number of jobs looked at."""
+    now = rt.clock()
+    invitations, reminders, expiring = await run_in_threadpool(_due, rt, now)
+    for invitation_id in invitations:
+        await dispatch_invitation(rt, invitation_id)
+    for invitation_id in reminders:
+        await send_reminder(rt, invitation_id)
+    for rating_id, channel, contact_hash, conversation_id in expiring:
+        await expire_conversation(rt, rating_id, channel, contact_hash, conversation_id)
+    return len(invitations) + len(reminders) + len(expiring)
+
+
+def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[int, str, str, str]]]:
+    with DbSession(rt.db) as db:
+        invitations = db.exec(
+            select(Invitation.id)
+            .where(Invitation.status == "scheduled", col(Invitation.scheduled_at) <= now)
+            .order_by(col(Invitation.scheduled_at))
+            .limit(BATCH)
+        ).all()
+        reminders = db.exec(
+            select(Invitation.id)
+            .where(
+                Invitation.status == "sent",
+                col(Invitation.remind_at) <= now,
+                col(Invitation.reminded_at).is_(None),
+            )
+            .limit(BATCH)
+        ).all()
+        expiring = db.exec(
+            select(Rating.id, Rating.channel, Rating.citizen_hash, Rating.conversation_id)
+            .where(Rating.status == "in_progress", col(Rating.expires_at) <= now)
+            .limit(BATCH)
+        ).all()
+    return (
+        [i for i in invitations if i is not None],
+        [i for i in reminders if i is not None],
+        [(r[0], r[1], r[2] or "", r[3]) for r in expiring if r[0] is not None],
+    )
+
+
+async def expire_conversation(rt: Runtime, rating_id: int, channel: str, contact_hash: str, conversation_id: str) -> None:
+    """Close a conversation that went quiet, keeping its rating as incomplete."""
+    now = rt.clock()
+    async with rt.store.turn(conversation_key(channel, contact_hash)) as turn:
+        session = load_session(turn.session)
+        if session is not None and session.id == conversation_id and session.step is not None:
+            if session.expires_at > now:  # the citizen answered since: look again later
+                await run_in_threadpool(_postpone, rt, rating_id, session.expires_at)
+                return
+            sprint = engine.expire(rt.survey, session, now=now)
+            await run_in_threadpool(Conversations(rt).apply, sprint, session, channel, contact_hash, now)
+            turn.save(None, ttl=1)
+        else:
+            # The state store lost the conversation (an in-memory store restarted): keep the
+            # rating with what the database has.
+            await run_in_threadpool(_close_as_is, rt, rating_id, now)
+
+
+def _postpone(rt: Runtime, rating_id: int, expires_at: datetime) -> None:
+    with DbSession(rt.db) as db, db.begin():
+        rating = db.get_one(Rating, rating_id)
+        rating.expires_at = expires_at
+        db.add(rating)
+
+
+def _close_as_is(rt: Runtime, rating_id: int, now: datetime) -> None:
+    with DbSession(rt.db) as db, db.begin():
+        rating = db.get_one(Rating, rating_id)
+        if rating.status == "in_progress":
+            rating.status, rating.submitted_at, rating.updated_at = "incomplete", now, now
+            db.add(rating)
+
+
+async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    """The worker loop: run what is due every ``RATEBOT_WORKER_INTERVAL_SECONDS`` until ``stop``."""
+    interval = rt.settings.worker_interval_seconds
+    while not stop.is_set():
+        try:
+            await run_due(rt)
+        except Exception:  # noqa: BLE001 - one bad job must not stop the timers; it is logged
+            log.exception("worker tick failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass

@@ -1,0 +1,79 @@
+"""SMS through Twilio Messaging: the inbound webhook's form → an InboundEvent, and the engine's
+events → SMS text (with "reply 1–5" instructions) → TwiML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twilio.twiml.messaging_response import MessagingResponse
+
+from dialogs.events import Event, InboundEvent, Prompt, Say
+from locales import gettext
+
+CHANNEL = "sms"
+LEVEL_OPTIONS = tuple((str(level), f"level.{level}") for level in (5, 4, 3, 2, 1))
+
+
+class BadSmsRequest(ValueError):
+    """The webhook's form lacks what every Twilio Messaging webhook carries."""
+
+
+def parse_inbound(form: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(sender phone, text, MessageSid) of a Twilio Messaging webhook."""
+    missing = [name for name in ("From", "MessageSid") if not form.get(name)]
+    if missing:
+        raise BadSmsRequest(f"missing form field(s): {', '.join(missing)}")
+    return str(form["From"]), str(form.get("Body") or ""), str(form["MessageSid"])
+
+
+def inbound_event(sender_hash: str, text: str, message_sid: str, locale: str) -> InboundEvent:
+    """SMS carries no language: a new conversation gets the deployment's default locale."""
+    return InboundEvent(
+        channel=CHANNEL, sender=sender_hash, text=text, delivery_id=f"sms:{message_sid}", locale=locale
+    )
+
+
+def render_text(events: Sequence[Event], locale: str) -> str:
+    """The SMS text for what the engine said: statements, then the question with how to answer."""
+    lines: list[str] = []
+    for event in events:
+        if isinstance(event, Say):
+            lines.append(_text(locale, event.message, event.params))
+        elif isinstance(event, Prompt):
+            if event.hint:
+                lines.append(gettext(locale, event.hint))
+            lines.append(_text(locale, event.message, event.params))
+            lines.extend(_how_to_answer(event, locale))
+    return "\n".join(line for line in lines if line)
+
+
+def _text(locale: str, message: str, params: Mapping[str, Any]) -> str:
+    return gettext(locale, message, **params)
+
+
+def _how_to_answer(prompt: Prompt, locale: str) -> list[str]:
+    separator = gettext(locale, "list.separator")
+
+    def numbered(options: Sequence[tuple[str, str]]) -> str:
+        return separator.join(f"{value} {gettext(locale, label)}" for value, label in options)
+
+    lines = []
+    if prompt.kind == "level":
+        lines.append(gettext(locale, "sms.reply.level", options=numbered(prompt.options or LEVEL_OPTIONS)))
+    elif prompt.kind == "choice":
+        message = "sms.reply.choice_many" if prompt.multiple else "sms.reply.choice_one"
+        lines.append(gettext(locale, message, options=numbered(prompt.options)))
+    elif prompt.kind == "yes_no":
+        lines.append(gettext(locale, "sms.reply.yes_no"))
+    if prompt.optional:
+        lines.append(gettext(locale, "sms.reply.skip"))
+    return lines
+
+
+def twiml(text: str) -> str:
+    """``<Response><Message>…</Message></Response>``, or an empty ``<Response/>`` for no text."""
+    response = MessagingResponse()
+    if text:
+        response.message(text)
+    return str(response)

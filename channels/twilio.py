@@ -1,0 +1,46 @@
+"""Twilio: the REST client (SMS now, voice later) and webhook signature checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from bot.privacy import mask
+from channels.base import Delivery
+
+log = logging.getLogger("ratebot.twilio")
+
+
+def signature_is_valid(auth_token: str, url: str, params: Mapping[str, Any], signature: str) -> bool:
+    """Whether ``X-Twilio-Signature`` signs ``url`` (exactly as Twilio called it) and ``params``."""
+    return bool(signature) and RequestValidator(auth_token).validate(url, params, signature)
+
+
+class TwilioSender:
+    """Sends SMS through Twilio's REST API with the official client.
+
+    ``api_url`` points the client at a Twilio-compatible API (tests, emulators) instead of
+    api.twilio.com.
+    """
+
+    def __init__(self, account_sid: str, auth_token: str, from_number: str, api_url: str | None = None):
+        self.client = Client(account_sid, auth_token)
+        if api_url:
+            self.client.api.base_url = api_url.rstrip("/")
+        self.from_number = from_number
+
+    def send_text(self, to: str, body: str) -> Delivery:
+        try:
+            message = self.client.messages.create(to=to, from_=self.from_number, body=body)
+        except TwilioRestException as exc:
+            log.warning("twilio refused an SMS to %s: %s %s", mask(to), exc.code, exc.msg)
+            return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])
+        except (TwilioException, OSError) as exc:
+            log.warning("twilio unreachable for an SMS to %s: %s", mask(to), type(exc).__name__)
+            return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
+        return Delivery("twilio", message.sid, str(message.status or "queued"))

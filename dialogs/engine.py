@@ -1,0 +1,287 @@
+"""The dialog engine: pure functions from (survey, session, input, now) to a :class:`Sprint`.
+
+No I/O, no clock, no randomness: the caller passes ``now`` and any new session id, and carries
+out the events (persist answers, send replies, schedule the expiry timer at ``expires_at``).
+
+Rules the tests pin down (``tests/dialogs/cases``):
+
+- Global commands are read first, whole message only. ``stop`` opts out and forgets the session
+  (closing an open one as ``opted_out``); ``start`` opts in and leaves the session alone;
+  ``help`` explains, then asks the current question again (or the first one, in a new session);
+  ``restart`` abandons the open session's answers (closed as ``discarded``/``restarted``, so
+  the case never gets two ratings) and asks the first question again for the same case.
+- No session: a message that answers the first question (a level, or the shortcut "5455")
+  starts an *unsolicited* rating (``record_no`` None) and counts; anything else gets the first
+  question in a new session.
+- A closed session (``step`` None) is kept only while it holds a rating (outcome complete or
+  incomplete): every later message except stop/start/help gets ``session.already_rated`` and
+  leaves it unchanged — one rating per case, and a repeated "5" must not rate twice. A session
+  closed without a level (``discarded``) is forgotten (``Sprint.session`` None).
+- An unusable answer re-asks with a hint; the ``max_retries``-th one ends the conversation.
+- Every change to an open session moves ``expires_at`` to ``now + expires_after_hours``; the
+  caller then calls :func:`expire`, which closes an open session silently (the citizen is not
+  messaged) and forgets a closed one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from dialogs.events import (
+    Answered,
+    Event,
+    InboundEvent,
+    OptedIn,
+    OptedOut,
+    Prompt,
+    RatingClosed,
+    Say,
+    Sprint,
+)
+from dialogs.parser import (
+    is_skip,
+    parse_choices,
+    parse_command,
+    parse_level,
+    parse_levels,
+    parse_yes_no,
+)
+from dialogs.session import Session
+from dialogs.survey import END, ChoiceStep, LevelStep, Survey, TextStep, YesNoStep
+from locales import N_, normalize_locale
+
+HELP = N_("help")
+THANKS = N_("thanks")
+GOODBYE_RETRIES = N_("goodbye.retries")
+OPTOUT_CONFIRMED = N_("optout.confirmed")
+OPTIN_CONFIRMED = N_("optin.confirmed")
+ALREADY_RATED = N_("session.already_rated")
+
+# Best first, as the 好差评 scheme lists them; the value is what the citizen replies.
+LEVEL_OPTIONS = (
+    ("5", N_("level.5")),
+    ("4", N_("level.4")),
+    ("3", N_("level.3")),
+    ("2", N_("level.2")),
+    ("1", N_("level.1")),
+)
+YES_NO_OPTIONS = (("1", N_("answer.yes")), ("2", N_("answer.no")))
+
+Outcome = Literal["complete", "incomplete", "discarded"]
+_UNUSABLE = object()  # parse result for an answer we cannot use (None is a skipped answer)
+
+
+def start(
+    survey: Survey,
+    *,
+    session_id: str,
+    now: datetime,
+    locale: str,
+    record_no: str | None = None,
+    invitation_id: int | None = None,
+) -> Sprint:
+    """Open a conversation (an invitation) and ask the first question."""
+    session = _new_session(survey, session_id, now, locale, record_no, invitation_id)
+    return Sprint(session, [_prompt(survey, session)])
+
+
+def resume(
+    survey: Survey,
+    session: Session | None,
+    event: InboundEvent,
+    *,
+    now: datetime,
+    new_session_id: str,
+) -> Sprint:
+    """Handle one message from the citizen whose conversation is ``session`` (``None``: none).
+
+    ``new_session_id`` is used only if a new session has to be opened.
+    """
+    text = event.button if event.button is not None else event.text
+    command = parse_command(text)
+    is_open = session is not None and session.step is not None
+
+    if command == "stop":
+        events: list[Event] = [OptedOut(), Say(OPTOUT_CONFIRMED)]
+        if session is not None and is_open:
+            events.append(RatingClosed(_outcome(session), "opted_out"))
+        return Sprint(None, events)
+    if command == "start":
+        return Sprint(session, [OptedIn(), Say(OPTIN_CONFIRMED)])
+
+    if session is not None and not is_open:
+        return Sprint(session, [Say(HELP if command == "help" else ALREADY_RATED)])
+
+    locale = session.locale if session is not None else normalize_locale(event.locale)
+    if command == "help":
+        if session is None:
+            session = _new_session(survey, new_session_id, now, locale)
+        else:
+            session = _touch(survey, session, now)
+        return Sprint(session, [Say(HELP), _prompt(survey, session)])
+    if command == "restart":
+        if session is None:
+            return _opening(survey, new_session_id, now, locale)
+        fresh = _new_session(
+            survey, new_session_id, now, locale, session.record_no, session.invitation_id
+        )
+        # "discarded": the citizen withdrew these answers; the new ones will be the rating.
+        return Sprint(fresh, [RatingClosed("discarded", "restarted"), _prompt(survey, fresh)])
+
+    if session is None:
+        first = survey.step(survey.start)
+        session = _new_session(survey, new_session_id, now, locale)
+        if not (isinstance(first, LevelStep) and _parse(first, text) is not _UNUSABLE):
+            return Sprint(session, [_prompt(survey, session)])
+    return _answer(survey, session, text, now)
+
+
+def expire(survey: Survey, session: Session, *, now: datetime) -> Sprint:
+    """The session's time is up: close an open one without messaging the citizen; forget a
+    closed one."""
+    if session.step is None:
+        return Sprint(None, [])
+    return _close(survey, session, now, "expired", [])
+
+
+def _opening(survey: Survey, session_id: str, now: datetime, locale: str) -> Sprint:
+    session = _new_session(survey, session_id, now, locale)
+    return Sprint(session, [_prompt(survey, session)])
+
+
+def _new_session(
+    survey: Survey,
+    session_id: str,
+    now: datetime,
+    locale: str,
+    record_no: str | None = None,
+    invitation_id: int | None = None,
+) -> Session:
+    return Session(
+        id=session_id,
+        survey_id=survey.id,
+        record_no=record_no,
+        invitation_id=invitation_id,
+        locale=locale,
+        step=survey.start,
+        started_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=survey.expires_after_hours),
+    )
+
+
+def _touch(survey: Survey, session: Session, now: datetime, **changes: Any) -> Session:
+    return session.model_copy(
+        update={
+            "updated_at": now,
+            "expires_at": now + timedelta(hours=survey.expires_after_hours),
+            **changes,
+        },
+        deep=True,
+    )
+
+
+def _prompt(survey: Survey, session: Session, hint: str | None = None) -> Prompt:
+    assert session.step is not None
+    step = survey.step(session.step)
+    if isinstance(step, LevelStep):
+        return Prompt(step.id, step.prompt, "level", LEVEL_OPTIONS, hint=hint)
+    if isinstance(step, ChoiceStep):
+        options = tuple((str(n), option.label) for n, option in enumerate(step.options, 1))
+        return Prompt(step.id, step.prompt, "choice", options, multiple=step.multiple, hint=hint)
+    if isinstance(step, TextStep):
+        return Prompt(step.id, step.prompt, "text", optional=step.optional, hint=hint)
+    return Prompt(step.id, step.prompt, "yes_no", YES_NO_OPTIONS, hint=hint)
+
+
+def _parse(step: LevelStep | ChoiceStep | TextStep | YesNoStep, text: str) -> Any:
+    """The answer ``text`` gives to ``step``, or ``_UNUSABLE``.
+
+    A level step with a shortcut gives a list: the overall level, then the shortcut dimensions.
+    """
+    value: Any
+    if isinstance(step, LevelStep):
+        if step.shortcut:
+            levels = parse_levels(text, 1 + len(step.shortcut))
+            if levels is not None:
+                return levels
+        value = parse_level(text)
+    elif isinstance(step, ChoiceStep):
+        value = parse_choices(text, [option.value for option in step.options], step.multiple)
+    elif isinstance(step, YesNoStep):
+        value = parse_yes_no(text)
+    else:
+        if step.optional and is_skip(text):
+            return None
+        # Verbatim, control characters and all: the citizen's words are evidence.
+        value = text if text.strip() else None
+    return _UNUSABLE if value is None else value
+
+
+def _answer(survey: Survey, session: Session, text: str, now: datetime) -> Sprint:
+    assert session.step is not None
+    step = survey.step(session.step)
+    value = _parse(step, text)
+    if value is _UNUSABLE:
+        retries = session.retries + 1
+        if retries >= survey.max_retries:
+            return _close(survey, session, now, "retries_exhausted", [Say(GOODBYE_RETRIES)])
+        session = _touch(survey, session, now, retries=retries)
+        return Sprint(session, [_prompt(survey, session, hint=step.hint_id)])
+
+    answers = session.model_copy(deep=True).answers
+    events: list[Event] = []
+    if isinstance(step, LevelStep) and isinstance(value, list):  # the shortcut
+        answered = [step, *(survey.step(step_id) for step_id in step.shortcut)]
+        values: list[Any] = value
+    else:
+        answered, values = [step], [value]
+    for each, each_value in zip(answered, values, strict=True):
+        _store(answers, each.field, each_value)
+        events.append(Answered(each.id, each.field, each_value))
+
+    next_id = _next(answered[-1].next, answers)
+    if next_id == END:
+        closed = _touch(survey, session, now, answers=answers, step=None, retries=0)
+        return _close(survey, closed, now, "finished", [*events, Say(THANKS)])
+    session = _touch(survey, session, now, answers=answers, step=next_id, retries=0)
+    return Sprint(session, [*events, _prompt(survey, session)])
+
+
+def _store(answers: dict[str, Any], field: str, value: Any) -> None:
+    *parents, key = field.split(".")
+    for parent in parents:
+        answers = answers.setdefault(parent, {})
+    answers[key] = value
+
+
+def _next(exit_: Any, answers: dict[str, Any]) -> str:
+    if isinstance(exit_, str):
+        return exit_
+    level = answers.get("level")
+    for case in exit_:
+        if case.when is None or level in case.when.level_in:
+            return str(case.goto)
+    raise AssertionError("unreachable: the survey validator requires a last case without 'when'")
+
+
+def _outcome(session: Session) -> Outcome:
+    return "incomplete" if "level" in session.answers else "discarded"
+
+
+def _close(
+    survey: Survey,
+    session: Session,
+    now: datetime,
+    reason: Literal["finished", "retries_exhausted", "expired"],
+    events: list[Event],
+) -> Sprint:
+    """End the conversation. A session that holds a rating is kept, closed, until it expires so
+    late messages get "already rated"; one without is forgotten."""
+    outcome: Outcome = "complete" if reason == "finished" else _outcome(session)
+    closed_event = RatingClosed(outcome, reason)
+    if outcome == "discarded":
+        return Sprint(None, [*events, closed_event])
+    closed = _touch(survey, session, now, step=None, retries=0, outcome=outcome)
+    return Sprint(closed, [*events, closed_event])

@@ -1,0 +1,183 @@
+"""The records: SQLModel tables on SQLite (default) or PostgreSQL, migrated with Alembic.
+
+Personal data never sits here in clear: a contact (phone number, openid, chat id) is stored as a
+keyed hash for lookup, an encrypted copy for sending and a mask for display (see ``bot.privacy``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no time zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: ratebot stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+class ServiceRecord(SQLModel, table=True):
+    """A finished service case (办件) reported by the service platform."""
+
+    __tablename__ = "service_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_no: str = Field(max_length=64, unique=True)  # 办件编号
+    item_code: str = Field(max_length=64, index=True)  # 事项编码
+    item_name: str = Field(max_length=200)
+    department: str = Field(max_length=100, index=True)
+    district: str = Field(max_length=32, index=True)  # administrative division code
+    hall: str = Field(max_length=64, index=True)
+    window: str = Field(max_length=32)
+    clerk: str | None = Field(default=None, max_length=64)
+    completed_at: datetime | None = _time()
+    locale: str = Field(max_length=16)
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)
+    phone_enc: str | None = Field(default=None, max_length=512)
+    phone_mask: str | None = Field(default=None, max_length=32)
+    wechat_hash: str | None = Field(default=None, max_length=64, index=True)
+    wechat_enc: str | None = Field(default=None, max_length=512)
+    telegram_hash: str | None = Field(default=None, max_length=64, index=True)
+    telegram_enc: str | None = Field(default=None, max_length=512)
+    created_at: datetime | None = _time()
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation to rate one case, over one channel. ``status``: scheduled (waiting for quiet
+    hours to end) → sent | failed; or suppressed, with ``reason`` (opted_out, cooldown, no_contact)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (sa.Index("ix_invitations_due", "status", "scheduled_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(foreign_key="service_records.id", index=True)
+    channel: str = Field(max_length=16)
+    contact_hash: str | None = Field(default=None, max_length=64, index=True)
+    status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    scheduled_at: datetime | None = _time()
+    sent_at: datetime | None = _time(index=True)
+    remind_at: datetime | None = _time(index=True)
+    reminded_at: datetime | None = _time()
+    created_at: datetime | None = _time()
+
+
+class OutboundMessage(SQLModel, table=True):
+    """Every message ratebot sent on its own initiative, with the provider's delivery status."""
+
+    __tablename__ = "outbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invitation_id: int | None = Field(default=None, foreign_key="invitations.id", index=True)
+    purpose: str = Field(max_length=16)  # invitation | reminder
+    channel: str = Field(max_length=16)
+    to_mask: str = Field(max_length=32)
+    provider: str = Field(max_length=16)  # twilio | console
+    provider_id: str | None = Field(default=None, max_length=64, unique=True)
+    status: str = Field(max_length=32)
+    error: str | None = Field(default=None, max_length=255)
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+
+
+class Rating(SQLModel, table=True):
+    """One citizen's rating. ``level`` is 1–5 with 5 best (非常满意); 1–2 is a bad review (差评).
+
+    ``status``: in_progress (an overall level is in, the conversation goes on), complete, or
+    incomplete (ended before every step was answered). One rating per case and evaluation count.
+    """
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        sa.UniqueConstraint("record_id", "evaluation_count", name="uq_ratings_record_count"),
+        sa.Index("ix_ratings_status_expires", "status", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(max_length=36, unique=True)
+    record_id: int | None = Field(default=None, foreign_key="service_records.id", index=True)
+    invitation_id: int | None = Field(default=None, foreign_key="invitations.id")
+    evaluation_count: int = 1  # 1 first rating, 2 re-rating after rectification
+    channel: str = Field(max_length=16, index=True)  # national channel list: sms, phone, ...
+    provider: str = Field(max_length=16)  # twilio, wechat, telegram, console
+    citizen_hash: str | None = Field(default=None, max_length=64, index=True)
+    locale: str = Field(max_length=16)
+    level: int = Field(index=True)
+    comment: str | None = Field(default=None, sa_type=sa.Text)
+    status: str = Field(max_length=16)
+    unsolicited: bool = False
+    created_at: datetime | None = _time(index=True)
+    submitted_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+    expires_at: datetime | None = _time()
+
+
+class RatingDimension(SQLModel, table=True):
+    """One dimension's level (服务态度, 工作效率, …): the dimension ids come from the survey."""
+
+    __tablename__ = "rating_dimensions"
+
+    rating_id: int = Field(foreign_key="ratings.id", primary_key=True)
+    dimension: str = Field(max_length=32, primary_key=True)
+    level: int
+
+
+class Complaint(SQLModel, table=True):
+    """What went wrong in a bad review, and whether the citizen wants a callback (回访)."""
+
+    __tablename__ = "complaints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: int = Field(foreign_key="ratings.id", unique=True)
+    problems: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    details: str | None = Field(default=None, sa_type=sa.Text)
+    wants_callback: bool | None = None
+
+
+class OptOut(SQLModel, table=True):
+    """A contact that asked for no more invitations (STOP/TD/退订)."""
+
+    __tablename__ = "opt_outs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_hash: str = Field(max_length=64, unique=True)
+    channel: str = Field(max_length=16)
+    created_at: datetime | None = _time()
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key for an integrator. Only the SHA-256 of the key is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=16)  # platform | admin
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime | None = _time()
+    revoked_at: datetime | None = _time()

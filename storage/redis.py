@@ -1,0 +1,163 @@
+"""Conversation state in Redis, shared by every worker.
+
+Each conversation has three keys, all under one hash tag so the Lua scripts also run on Redis
+Cluster (a script may only touch keys of one slot)::
+
+    <prefix>{<key>}:lock                  random token of the turn holding it, PX lock_expiry
+    <prefix>{<key>}:session               the session as JSON, PX the ttl given to Turn.save
+    <prefix>{<key>}:delivery:<delivery>   the reply sent for that delivery, PX delivery_ttl
+
+A turn costs two round trips: lock + loads in one script, writes + unlock in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+from typing import Any, Self
+
+from redis.asyncio import Redis
+
+from storage.base import ConversationBusy, ConversationStore, StagedWrite
+
+DEFAULT_PREFIX = "ratebot:"
+RETRY_FIRST_DELAY = 0.005  # seconds; doubled after each miss...
+RETRY_MAX_DELAY = 0.05  # ...up to this, so a waiter notices a freed lock quickly
+
+# KEYS: lock, session[, delivery]   ARGV: token, lock expiry (ms)
+# Returns {0} when somebody else holds the lock, else {1, session or false, reply or false}.
+LOCK_AND_LOAD = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0}
+end
+local reply = false
+if KEYS[3] then
+    reply = redis.call('GET', KEYS[3])
+end
+return {1, redis.call('GET', KEYS[2]), reply}
+"""
+
+# KEYS: lock, session[, delivery]
+# ARGV: token, write ('0' or '1'), session JSON ('' deletes), session ttl (ms),
+#       remember reply ('0' or '1'), reply, delivery ttl (ms)
+# Writes only while the token still owns the lock: a turn that outlived its lock must not
+# overwrite (or unlock) the work of the turn that took over. Returns 1 if it owned the lock.
+WRITE_AND_UNLOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+if ARGV[2] == '1' then
+    if ARGV[3] == '' then
+        redis.call('DEL', KEYS[2])
+    else
+        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+    end
+    if KEYS[3] and ARGV[5] == '1' then
+        redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
+    end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    # The client may or may not have been made with decode_responses=True.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisConversationStore(ConversationStore):
+    """Store on a ``redis.asyncio.Redis`` client, which ``close()`` closes.
+
+    ``prefix`` namespaces every key (tests use their own per test).
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.redis = redis
+        self.prefix = prefix
+        self._lock_and_load_script = redis.register_script(LOCK_AND_LOAD)
+        self._write_and_unlock_script = redis.register_script(WRITE_AND_UNLOCK)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, connection_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Self:
+        """``redis://[:password@]host[:port][/db]`` (or ``rediss://``, ``unix://``).
+
+        ``connection_kwargs`` go to ``Redis.from_url``; the rest to the constructor.
+        """
+        return cls(Redis.from_url(url, **(connection_kwargs or {})), **kwargs)
+
+    def _keys(self, key: str, delivery_id: str | None) -> list[str]:
+        base = f"{self.prefix}{{{key}}}:"
+        keys = [base + "lock", base + "session"]
+        if delivery_id is not None:
+            keys.append(f"{base}delivery:{delivery_id}")
+        return keys
+
+    async def _lock_and_load(
+        self, key: str, delivery_id: str | None, token: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        keys = self._keys(key, delivery_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_timeout
+        delay = RETRY_FIRST_DELAY
+        while True:
+            result = await self._lock_and_load_script(
+                keys=keys, args=[token, _ms(self.lock_expiry)]
+            )
+            if result[0]:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ConversationBusy(
+                    f"conversation {key!r} still busy after {self.lock_timeout}s"
+                )
+            # Jitter keeps a crowd of waiters from polling in step.
+            await asyncio.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+        _, session, reply = result
+        try:
+            return (
+                None if session is None else json.loads(session),
+                None if reply is None else _text(reply),
+            )
+        except BaseException:
+            # Unreadable data: don't leave the conversation locked until the lock expires.
+            await self._write_and_unlock(key, delivery_id, token, None)
+            raise
+
+    async def _write_and_unlock(
+        self, key: str, delivery_id: str | None, token: str, staged: StagedWrite | None
+    ) -> bool:
+        if staged is None:
+            args: list[str | int] = [token, "0"]
+        else:
+            args = [
+                token,
+                "1",
+                staged.session_json or "",  # JSON is never empty, so '' can mean delete
+                _ms(staged.ttl) if staged.ttl is not None else 0,
+                "0" if staged.reply is None else "1",
+                staged.reply or "",
+                _ms(self.delivery_ttl),
+            ]
+        owned = await self._write_and_unlock_script(keys=self._keys(key, delivery_id), args=args)
+        return bool(owned)
+
+    async def _get(self, key: str) -> dict[str, Any] | None:
+        session = await self.redis.get(self._keys(key, None)[1])
+        return None if session is None else json.loads(session)
+
+    async def _ping(self) -> None:
+        await self.redis.ping()
+
+    async def _close(self) -> None:
+        await self.redis.aclose()

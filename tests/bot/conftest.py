@@ -1,0 +1,148 @@
+"""An app on a temporary database, a fake clock, Twilio-signed requests and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session as DbSession
+from twilio.request_validator import RequestValidator
+
+from bot.api import create_api_key
+from bot.app import create_app
+from bot.runtime import Runtime
+from bot.settings import Settings
+from storage.db import upgrade
+from tests.fakes.twilio_api import FakeTwilio
+
+PUBLIC_URL = "https://ratebot.example.gov.cn"
+AUTH_TOKEN = "test-auth-token"
+PHONE = "+8613812341234"
+
+
+class FakeClock:
+    """The app's clock, moved by hand. Starts on a Friday at 10:00 in Shanghai (02:00 UTC)."""
+
+    def __init__(self, now: datetime = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "public_url": PUBLIC_URL,
+        "secret_key": "test-secret-key-0123456789abcdef0123456789",
+        "twilio_auth_token": AUTH_TOKEN,
+        "quiet_hours": "",
+        "run_worker": False,
+        "redis_url": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Harness:
+    """Drives the app over HTTP as Twilio and the service platform would."""
+
+    client: httpx.AsyncClient
+    rt: Runtime
+    clock: FakeClock
+    sids: Iterator[int] = field(default_factory=lambda: count(1))
+
+    def signed(self, path: str, form: dict[str, str]) -> dict[str, str]:
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
+        return {"X-Twilio-Signature": signature}
+
+    async def sms(self, body: str, *, phone: str = PHONE, sid: str | None = None) -> httpx.Response:
+        form = {"From": phone, "To": "+8610690000", "Body": body, "MessageSid": sid or f"SM{next(self.sids):032d}"}
+        return await self.client.post("/channels/sms", data=form, headers=self.signed("/channels/sms", form))
+
+    async def reply_text(self, body: str, **kwargs: Any) -> str:
+        """Send an SMS and return the text of the TwiML reply ("" for an empty <Response/>)."""
+        import xml.etree.ElementTree as ET
+
+        response = await self.sms(body, **kwargs)
+        assert response.status_code == 200, response.text
+        root = ET.fromstring(response.text)
+        assert root.tag == "Response"
+        return "\n".join(m.text or "" for m in root.iter("Message"))
+
+    def api_key(self, role: str = "platform") -> dict[str, str]:
+        with DbSession(self.rt.db) as db:
+            key = create_api_key(db, role=role, name=f"test {role}", now=self.clock())
+        return {"Authorization": f"Bearer {key}"}
+
+    async def report(self, record_no: str = "370200-2026-0001", *, phone: str | None = PHONE, **fields: Any) -> httpx.Response:
+        body: dict[str, Any] = {
+            "record_no": record_no,
+            "item_code": "11370200MB1234567X",
+            "item_name": "不动产登记",
+            "department": "市自然资源局",
+            "district": "370202",
+            "hall": "烟台市政务服务中心",
+            "window": "A12",
+            "clerk": "张三",
+            "completed_at": "2026-11-27T09:30:00+08:00",
+            "citizen": {"phone": phone} if phone else None,
+        }
+        body.update(fields)
+        if not hasattr(self, "_platform"):
+            self._platform = self.api_key("platform")
+        return await self.client.post("/api/v1/service-records", json=body, headers=self._platform)
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path}/ratebot.db"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change the app's settings."""
+    return {}
+
+
+@pytest.fixture
+async def harness(database_url: str, clock: FakeClock, settings_overrides: dict[str, Any]) -> AsyncIterator[Harness]:
+    app = create_app(make_settings(database_url, **settings_overrides), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio()
+    fake.url = fake.start()  # type: ignore[attr-defined]
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+async def harness_quiet(database_url: str, clock: FakeClock) -> AsyncIterator[Harness]:
+    """An app with the default quiet hours (21:00-08:00 Shanghai)."""
+    app = create_app(make_settings(database_url, quiet_hours="21:00-08:00"), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            yield Harness(client=client, rt=app.state.runtime, clock=clock)
