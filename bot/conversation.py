@@ -117,7 +117,7 @@ class Conversations:
             log.info("case %s already rated; conversation %s closed", session and session.record_no, session and session.id)
             assert session is not None
             done = session.model_copy(update={"step": None, "outcome": "discarded"})
-            return Sprint(done, [Say("session.already_rated")])
+            return Sprint(done, [Say(engine.ALREADY_RATED)])
         if closed is not None:
             metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
         return Sprint(sprint.session, events)

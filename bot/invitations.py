@@ -27,6 +27,7 @@ from channels.base import Delivery
 from channels.sms import render_text
 from dialogs import engine
 from dialogs.events import Say
+from locales import ids
 from storage.models import Invitation, OutboundMessage, ServiceRecord
 
 log = logging.getLogger("ratebot.invitations")
@@ -103,7 +104,7 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
         before = load_session(turn.session)
         if before is not None and before.step is not None:
             # A conversation about an earlier case is still open: close it, keeping its answers.
-            closing = engine.expire(rt.survey, before, now=now)
+            closing = engine.expire(rt.survey, before, now=now, reason="replaced")
             await run_in_threadpool(
                 Conversations(rt).apply, closing, before, invitation.channel, record.phone_hash, now
             )
@@ -115,7 +116,7 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
             record_no=record.record_no,
             invitation_id=invitation.id,
         )
-        events = [Say("invitation.intro", invitation_params(record, rt)), *sprint.events, Say("invitation.optout")]
+        events = [Say(ids.INVITATION_INTRO, invitation_params(record, rt)), *sprint.events, Say(ids.INVITATION_OPTOUT)]
         body = RENDERERS[invitation.channel](events, record.locale)
         phone = rt.privacy.decrypt(record.phone_enc)
         delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, phone, body)
@@ -156,7 +157,7 @@ def _record_sent(
         if purpose == "invitation":
             failed = delivery.status == "failed"
             invitation.status = "failed" if failed else "sent"
-            invitation.reason = delivery.error if failed else None
+            invitation.reason = "send_failed" if failed else None  # the provider's words are on the message
             if not failed:
                 invitation.sent_at = now
                 invitation.remind_at = now + timedelta(hours=rt.survey.reminder_after_hours)
@@ -192,7 +193,7 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
         if session is None or session.invitation_id != invitation_id or session.answers or session.step != rt.survey.start:
             return  # answered (or replaced) since: no reminder
         opening = engine.start(rt.survey, session_id=session.id, now=now, locale=session.locale)
-        events = [Say("reminder.intro", invitation_params(record, rt)), *opening.events, Say("invitation.optout")]
+        events = [Say(ids.REMINDER_INTRO, invitation_params(record, rt)), *opening.events, Say(ids.INVITATION_OPTOUT)]
         body = RENDERERS[invitation.channel](events, session.locale)
         delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, rt.privacy.decrypt(record.phone_enc), body)
     await run_in_threadpool(_record_sent, rt, invitation_id, record, delivery, "reminder", now)
@@ -218,3 +219,18 @@ def _claim_reminder(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Inv
             return None
         db.expunge_all()
         return invitation, record
+
+
+# Twilio may report a status out of order; never move a message back to an earlier state.
+STATUS_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5, "undelivered": 4, "failed": 4}
+
+
+def record_delivery_status(rt: Runtime, provider_id: str, state: str, error: str | None) -> None:
+    """Update an outbound message from the provider's delivery report (unknown ids are ignored)."""
+    with DbSession(rt.db) as db, db.begin():
+        message = db.exec(select(OutboundMessage).where(OutboundMessage.provider_id == provider_id)).first()
+        if message is None:
+            return
+        if STATUS_ORDER.get(state, 9) >= STATUS_ORDER.get(message.status, 0):
+            message.status, message.error, message.updated_at = state, error or message.error, rt.clock()
+            db.add(message)

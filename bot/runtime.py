@@ -39,6 +39,7 @@ class Runtime:
                 settings.twilio_auth_token,
                 settings.twilio_from,
                 api_url=settings.twilio_api_url,
+                status_callback=f"{settings.public_url}/channels/sms/status",
             )
         else:
             sms = ConsoleSender("sms")

@@ -7,7 +7,12 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
 from bot.api import RuntimeDep
+from bot.invitations import record_delivery_status
+from bot.runtime import Runtime
 from bot.conversation import Conversations
 from bot.privacy import InvalidPhone, normalize_phone
 from channels import sms
@@ -25,19 +30,25 @@ def public_url(request: Request, base: str) -> str:
     return base + request.url.path + (f"?{query}" if query else "")
 
 
-@router.post("/sms")
-async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
-    """Twilio Messaging: one inbound SMS → TwiML with the reply."""
-    settings = rt.settings
-    if not settings.sms_inbound_enabled:
+async def twilio_form(request: Request, rt: Runtime) -> FormData:
+    """The form of a Twilio webhook, once its signature is checked (404 when Twilio is not set up)."""
+    token = rt.settings.twilio_auth_token
+    if not token:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured (RATEBOT_TWILIO_AUTH_TOKEN)")
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"expected a {FORM} body")
     form = await request.form()
-    assert settings.twilio_auth_token
     signature = request.headers.get("x-twilio-signature", "")
-    if not signature_is_valid(settings.twilio_auth_token, public_url(request, settings.public_url), form, signature):
+    if not signature_is_valid(token, public_url(request, rt.settings.public_url), form, signature):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-Twilio-Signature")
+    return form
+
+
+@router.post("/sms")
+async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
+    """Twilio Messaging: one inbound SMS → TwiML with the reply."""
+    settings = rt.settings
+    form = await twilio_form(request, rt)
     try:
         sender, text, message_sid = sms.parse_inbound(form)
     except sms.BadSmsRequest as exc:
@@ -52,3 +63,15 @@ async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
     except ConversationBusy as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "conversation busy, retry", headers={"Retry-After": "1"}) from exc
     return Response(reply, media_type="application/xml")
+
+
+@router.post("/sms/status", status_code=204)
+async def sms_status(request: Request, rt: RuntimeDep) -> Response:
+    """Twilio's delivery report for a message ratebot sent (queued → sent → delivered | failed)."""
+    form = await twilio_form(request, rt)
+    sid, state = form.get("MessageSid"), form.get("MessageStatus")
+    if not isinstance(sid, str) or not isinstance(state, str) or not sid or not state:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "missing form field(s): MessageSid, MessageStatus")
+    error = form.get("ErrorCode")
+    await run_in_threadpool(record_delivery_status, rt, sid, state[:32], str(error)[:255] if error else None)
+    return Response(status_code=204)

@@ -9,10 +9,10 @@ from typing import Any
 from twilio.twiml.messaging_response import MessagingResponse
 
 from dialogs.events import Event, InboundEvent, Prompt, Say
-from locales import gettext
+from dialogs.engine import LEVEL_OPTIONS
+from locales import gettext, ids
 
 CHANNEL = "sms"
-LEVEL_OPTIONS = tuple((str(level), f"level.{level}") for level in (5, 4, 3, 2, 1))
 
 
 class BadSmsRequest(ValueError):
@@ -53,21 +53,21 @@ def _text(locale: str, message: str, params: Mapping[str, Any]) -> str:
 
 
 def _how_to_answer(prompt: Prompt, locale: str) -> list[str]:
-    separator = gettext(locale, "list.separator")
+    separator = gettext(locale, ids.LIST_SEPARATOR)
 
     def numbered(options: Sequence[tuple[str, str]]) -> str:
         return separator.join(f"{value} {gettext(locale, label)}" for value, label in options)
 
     lines = []
     if prompt.kind == "level":
-        lines.append(gettext(locale, "sms.reply.level", options=numbered(prompt.options or LEVEL_OPTIONS)))
+        lines.append(gettext(locale, ids.SMS_REPLY_LEVEL, options=numbered(prompt.options or LEVEL_OPTIONS)))
     elif prompt.kind == "choice":
-        message = "sms.reply.choice_many" if prompt.multiple else "sms.reply.choice_one"
+        message = ids.SMS_REPLY_CHOICE_MANY if prompt.multiple else ids.SMS_REPLY_CHOICE_ONE
         lines.append(gettext(locale, message, options=numbered(prompt.options)))
     elif prompt.kind == "yes_no":
-        lines.append(gettext(locale, "sms.reply.yes_no"))
+        lines.append(gettext(locale, ids.SMS_REPLY_YES_NO))
     if prompt.optional:
-        lines.append(gettext(locale, "sms.reply.skip"))
+        lines.append(gettext(locale, ids.SMS_REPLY_SKIP))
     return lines
 
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from twilio.base import values
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -28,15 +29,26 @@ class TwilioSender:
     api.twilio.com.
     """
 
-    def __init__(self, account_sid: str, auth_token: str, from_number: str, api_url: str | None = None):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        api_url: str | None = None,
+        status_callback: str | None = None,
+    ) -> None:
         self.client = Client(account_sid, auth_token)
         if api_url:
             self.client.api.base_url = api_url.rstrip("/")
         self.from_number = from_number
+        self.status_callback = status_callback
 
     def send_text(self, to: str, body: str) -> Delivery:
         try:
-            message = self.client.messages.create(to=to, from_=self.from_number, body=body)
+            message = self.client.messages.create(
+                to=to, from_=self.from_number, body=body, status_callback=self.status_callback or values.unset
+            )
         except TwilioRestException as exc:
             log.warning("twilio refused an SMS to %s: %s %s", mask(to), exc.code, exc.msg)
             return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])

@@ -137,12 +137,18 @@ def resume(
     return _answer(survey, session, text, now)
 
 
-def expire(survey: Survey, session: Session, *, now: datetime) -> Sprint:
-    """The session's time is up: close an open one without messaging the citizen; forget a
-    closed one."""
+def expire(
+    survey: Survey,
+    session: Session,
+    *,
+    now: datetime,
+    reason: Literal["expired", "replaced"] = "expired",
+) -> Sprint:
+    """The session's time is up (or a new invitation ``replaced`` it): close an open one without
+    messaging the citizen; forget a closed one."""
     if session.step is None:
         return Sprint(None, [])
-    return _close(survey, session, now, "expired", [])
+    return _close(survey, session, now, reason, [])
 
 
 def _opening(survey: Survey, session_id: str, now: datetime, locale: str) -> Sprint:
@@ -274,7 +280,7 @@ def _close(
     survey: Survey,
     session: Session,
     now: datetime,
-    reason: Literal["finished", "retries_exhausted", "expired"],
+    reason: Literal["finished", "retries_exhausted", "expired", "replaced"],
     events: list[Event],
 ) -> Sprint:
     """End the conversation. A session that holds a rating is kept, closed, until it expires so

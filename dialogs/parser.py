@@ -15,6 +15,7 @@ from typing import Literal
 Command = Literal["stop", "start", "help", "restart"]
 
 # NFKC already folds full-width forms (５ → 5, ？ → ?, ， → ,); these are what it leaves.
+# "-" is not trimmed: "-1" is not 1.
 _PUNCTUATION = " \t\r\n.,;:!?'\"()[]{}<>~*。、；：！…·“”‘’（）【】《》〈〉「」『』"
 _SEPARATORS = re.compile(r"[\s,;、/|+]+")
 _STARS = {"★", "⭐", "🌟"}

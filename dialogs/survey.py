@@ -203,7 +203,9 @@ class Survey(_Model):
             raise ValueError(f"step {sorted(unreachable)[0]!r}: unreachable from {self.start!r}")
         for step in self.steps:
             for message_id in step.message_ids():
-                missing = [loc for loc in locales.LOCALES if not locales.has_message(loc, message_id)]
+                missing = [
+                    loc for loc in locales.LOCALES if not locales.has_message(loc, message_id)
+                ]
                 if missing:
                     raise ValueError(
                         f"step {step.id!r}: message {message_id!r} has no translation in "
@@ -281,7 +283,9 @@ def _describe(loc: tuple[Any, ...], data: Any) -> str:
             name = f"step {data['steps'][loc[1]].get('id', loc[1])!r}"
         except (KeyError, IndexError, TypeError, AttributeError):
             name = f"step #{loc[1]}"
-        rest = ".".join(str(part) for part in loc[2:] if part not in {"level", "choice", "text", "yes_no"})
+        rest = ".".join(
+            str(part) for part in loc[2:] if part not in {"level", "choice", "text", "yes_no"}
+        )
         return f"{name} {rest}: " if rest else f"{name}: "
     return f"{'.'.join(str(part) for part in loc)}: " if loc else ""
 

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 
 CATALOG_DIR = Path(__file__).resolve().parent
 DOMAIN = "messages"
@@ -19,8 +19,9 @@ DEFAULT_LOCALE = "zh_Hans_CN"
 
 
 @cache
-def translations(locale: str) -> Translations:
-    """The compiled catalog of ``locale`` (an unknown locale gets the default one)."""
+def translations(locale: str) -> NullTranslations:
+    """The compiled catalog of ``locale`` (an unknown locale gets the default one; a missing
+    ``.mo`` gets an empty ``NullTranslations``)."""
     if locale not in LOCALES:
         locale = DEFAULT_LOCALE
     return Translations.load(str(CATALOG_DIR), [locale], DOMAIN)
@@ -45,7 +46,8 @@ def gettext(locale: str, message_id: str, **params: Any) -> str:
 
 
 def normalize_locale(value: str | None, default: str = DEFAULT_LOCALE) -> str:
-    """Map what a client sends (``zh-CN``, ``zh_TW``, ``en-US``…) to a shipped locale, else ``default``."""
+    """Map what a client sends (``zh-CN``, ``zh_TW``, ``en-US``…) to a shipped locale, else
+    ``default``."""
     if not value:
         return default
     v = value.replace("-", "_").lower()

@@ -47,7 +47,7 @@ class MemoryConversationStore(ConversationStore):
     def from_url(cls, url: str, **kwargs: Any) -> Self:
         """``memory://`` (nothing else to configure)."""
         if url.rstrip("/") != "memory:":
-            raise ValueError(f"not a memory:// URL: {url!r}")
+            raise ValueError("not a memory:// URL")
         return cls(**kwargs)
 
     async def _lock_and_load(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -66,3 +66,59 @@ def redis_url() -> str:
         ),
     )
     return url
+
+
+# --- PostgreSQL (records) ------------------------------------------------------------------------
+
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on a real PostgreSQL (``RATEBOT_TEST_POSTGRES_URL`` names the server and
+    the database to connect to first), migrated to head, dropped at the end; skips/fails if
+    unreachable."""
+    import sqlalchemy as sa
+
+    from storage.db import normalize_url, upgrade
+
+    admin_url = os.environ.get("RATEBOT_TEST_POSTGRES_URL") or DEFAULT_TEST_POSTGRES_URL
+    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+
+    def check() -> None:
+        with admin.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    require_service(
+        "PostgreSQL",
+        check,
+        where=redact_url(admin_url),
+        hint=(
+            "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "or set RATEBOT_TEST_POSTGRES_URL"
+        ),
+    )
+    name = f"ratebot_test_{os.getpid()}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table of the ratebot schema (between tests sharing one database)."""
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel
+
+    import storage.models  # noqa: F401 - the tables
+
+    engine = sa.create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()

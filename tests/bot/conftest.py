@@ -18,6 +18,7 @@ from bot.app import create_app
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.db import upgrade
+from tests.conftest import truncate_all
 from tests.fakes.twilio_api import FakeTwilio
 
 PUBLIC_URL = "https://ratebot.example.gov.cn"
@@ -103,11 +104,31 @@ class Harness:
         return await self.client.post("/api/v1/service-records", json=body, headers=self._platform)
 
 
+APP_REDIS_DB = 13  # the app tests' own Redis database, flushed before each test
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+def backend(request: pytest.FixtureRequest, tmp_path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Every app test runs twice: on the embedded defaults (SQLite file, in-process state) and on
+    the scaled-out stores (PostgreSQL, Redis) that a province runs."""
+    if request.param == "embedded":
+        url = f"sqlite:///{tmp_path}/ratebot.db"
+        upgrade(url)
+        return {"database_url": url, "redis_url": None}
+    import redis
+
+    postgres_url = request.getfixturevalue("postgres_url")
+    truncate_all(postgres_url)
+    redis_url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{APP_REDIS_DB}"
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return {"database_url": postgres_url, "redis_url": redis_url}
+
+
 @pytest.fixture
-def database_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path}/ratebot.db"
-    upgrade(url)
-    return url
+def database_url(backend: dict[str, Any]) -> str:
+    return str(backend["database_url"])
 
 
 @pytest.fixture
@@ -122,8 +143,8 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def harness(database_url: str, clock: FakeClock, settings_overrides: dict[str, Any]) -> AsyncIterator[Harness]:
-    app = create_app(make_settings(database_url, **settings_overrides), clock=clock)
+async def harness(backend: dict[str, Any], clock: FakeClock, settings_overrides: dict[str, Any]) -> AsyncIterator[Harness]:
+    app = create_app(make_settings(**backend, **settings_overrides), clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
@@ -139,9 +160,9 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-async def harness_quiet(database_url: str, clock: FakeClock) -> AsyncIterator[Harness]:
+async def harness_quiet(backend: dict[str, Any], clock: FakeClock) -> AsyncIterator[Harness]:
     """An app with the default quiet hours (21:00-08:00 Shanghai)."""
-    app = create_app(make_settings(database_url, quiet_hours="21:00-08:00"), clock=clock)
+    app = create_app(make_settings(**backend, quiet_hours="21:00-08:00"), clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:

@@ -5,7 +5,7 @@ A case file names its survey (``survey: default.yaml``, in ``dialogs/surveys/`` 
 
     {start: {record_no: R1}}        # engine.start(): an invitation opens a session
     {text: "5"} / {button: "5"}     # engine.resume() with an InboundEvent (optional locale:)
-    {expire: true}                  # engine.expire()
+    {expire: true}                  # engine.expire(); {expire: replaced} for a new invitation
 
 with ``at`` (ISO time; default: one minute after the previous turn), ``expect`` (the events,
 in the compact form of :func:`compact`) and optionally ``session``: ``null`` for "forgotten",
@@ -63,9 +63,7 @@ def _cases() -> list[Any]:
     for path in sorted((HERE / "cases").glob("*.yaml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         for case in document["cases"]:
-            params.append(
-                pytest.param(document["survey"], case, id=f"{path.stem}: {case['name']}")
-            )
+            params.append(pytest.param(document["survey"], case, id=f"{path.stem}: {case['name']}"))
     return params
 
 
@@ -89,7 +87,8 @@ def test_dialog_case(survey_file: str, case: dict[str, Any]) -> None:
             )
         elif turn.get("expire"):
             assert session is not None, f"turn {number}: nothing to expire"
-            sprint = engine.expire(survey, session, now=at)
+            reason = "expired" if turn["expire"] is True else turn["expire"]
+            sprint = engine.expire(survey, session, now=at, reason=reason)
         else:
             event = InboundEvent(
                 channel="test",

@@ -1,0 +1,621 @@
+"""Load test of the Twilio SMS webhook: complete signed conversations against ``ratebot serve``,
+then the same traffic against a bare FastAPI endpoint (``bench/bare_app.py``), in one run.
+
+What it does, in order:
+
+1. creates a fresh PostgreSQL database (or uses ``--database-url``), runs ``ratebot db upgrade``,
+   flushes the Redis database of ``--redis-url`` (default db 14: it is FLUSHED);
+2. starts ``ratebot serve --workers 1`` as a subprocess and waits for ``/healthz``;
+3. for each ``--concurrency`` level: N citizens at once, each replaying whole conversations
+   (a new phone number per conversation; each turn waits for the previous reply), a warm-up,
+   then ``--duration`` seconds measured; at the end no new conversation starts and the ones under
+   way finish (those drain turns are not measured);
+4. stops the server and checks in SQL that every finished conversation left exactly one complete
+   rating (with its dimensions, comment or complaint) — nothing lost, nothing doubled;
+5. unless ``--skip-bare``: starts the bare endpoint the same way and replays the same traffic;
+6. prints turns/s, p50/p99 latency, errors, CPU use, the ours/bare ratios and PASS/FAIL against
+   the targets (ours >= 60 % of the bare throughput; p99 < 50 ms; no errors; nothing lost).
+
+The conversations are *unsolicited* (no invitation: the first message "5" or "1 2 2 1" opens a
+rating), which takes the same webhook → engine → Redis → PostgreSQL path as an invited one,
+minus the service-record lookup.
+
+    .venv/bin/python -m bench.webhook --concurrency 10,50 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import sqlalchemy as sa
+from redis import Redis
+from twilio.request_validator import RequestValidator
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+AUTH_TOKEN = "bench-auth-token"
+SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
+PATH = "/channels/sms"
+TO = "+8610690000"
+ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+GOOD = ("5", "4", "5", "5", "很好")  # overall, attitude, efficiency, convenience, comment
+BAD = ("1 2 2 1", "13", "材料被要求补交了三次", "2")  # shortcut, problems, details, no callback
+BAD_EVERY = 5  # every 5th conversation is a bad review (20 %)
+GOOD_COMMENT = GOOD[-1]
+BAD_DETAILS = BAD[2]
+
+TARGET_RATIO = 0.60
+TARGET_P99_MS = 50.0
+
+
+# --- the load -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What one concurrency level against one server measured."""
+
+    server: str
+    concurrency: int
+    window: float = 0.0  # seconds measured
+    latencies: list[float] = field(default_factory=list)  # seconds, turns completed in the window
+    turns_total: int = 0  # every turn sent, warm-up and drain included
+    errors: int = 0  # non-200 or no answer, whole phase
+    error_samples: list[str] = field(default_factory=list)
+    wrong_replies: int = 0  # a 200 whose final reply was not the thanks
+    started: int = 0  # conversations
+    finished_good: int = 0
+    finished_bad: int = 0
+    aborted: int = 0  # stopped by an error or the hard time limit
+    phones: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0  # fraction of one core, over the window
+    client_cpu: float = 0.0
+    machine_busy: float = 0.0  # fraction of all cores, over the window
+
+    @property
+    def turns_per_second(self) -> float:
+        return len(self.latencies) / self.window if self.window else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def finished(self) -> int:
+        return self.finished_good + self.finished_bad
+
+
+class PhoneBook:
+    """A fresh mainland mobile number for every conversation: a number that already rated would
+    only hear "already rated"."""
+
+    def __init__(self) -> None:
+        self._tag = random.randrange(100)
+        self._next = itertools.count()
+
+    def new(self) -> str:
+        n = next(self._next)
+        if n >= 1_000_000:
+            raise RuntimeError("more than a million conversations in one run")
+        return f"+86139{self._tag:02d}{n:06d}"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+async def run_phase(
+    server: str,
+    base_url: str,
+    server_pid: int,
+    concurrency: int,
+    *,
+    warmup: float,
+    duration: float,
+    max_conversations: int | None,
+    phones: PhoneBook,
+    thanks: str | None,
+    request_timeout: float,
+    drain_timeout: float,
+) -> Phase:
+    phase = Phase(server, concurrency)
+    validator = RequestValidator(AUTH_TOKEN)
+    signed_url = base_url + PATH  # RATEBOT_PUBLIC_URL is base_url, so Twilio "called" this
+    sids = itertools.count()
+    conversation_no = itertools.count()
+    # time.perf_counter, not loop.time(): uvloop's clock is cached per iteration, in whole ms.
+    now = time.perf_counter
+    begin = now()
+    window_start = begin + warmup
+    deadline = window_start + duration
+    stopping = False  # no new conversation once set
+    window_end: list[float] = []  # set when the window closes early (--conversations)
+
+    def keep_going() -> bool:
+        if stopping or now() >= deadline:
+            return False
+        return max_conversations is None or phase.started < max_conversations
+
+    async def citizen(session: aiohttp.ClientSession) -> None:
+        while keep_going():
+            n = next(conversation_no)
+            bad = n % BAD_EVERY == BAD_EVERY - 1
+            script = BAD if bad else GOOD
+            phone = phones.new()
+            phase.started += 1
+            phase.phones.append(phone)
+            ok = True
+            for i, body in enumerate(script):
+                form = {
+                    "From": phone,
+                    "To": TO,
+                    "Body": body,
+                    "MessageSid": f"SM{os.getpid():08d}{next(sids):024d}",
+                }
+                headers = {"X-Twilio-Signature": validator.compute_signature(signed_url, form)}
+                sent = time.perf_counter()
+                try:
+                    async with session.post(PATH, data=form, headers=headers) as response:
+                        text = await response.text()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status, text = -1, f"{type(exc).__name__}: {exc}"
+                done = time.perf_counter()
+                phase.turns_total += 1
+                if status != 200:
+                    phase.errors += 1
+                    if len(phase.error_samples) < 5:
+                        phase.error_samples.append(f"{status} {text[:200]!r}")
+                    ok = False
+                    break
+                if window_start <= sent and done <= (window_end[0] if window_end else deadline):
+                    phase.latencies.append(done - sent)
+                if thanks is not None and i == len(script) - 1 and thanks not in text:
+                    phase.wrong_replies += 1
+                    if len(phase.error_samples) < 5:
+                        phase.error_samples.append(f"final reply without thanks: {text[:200]!r}")
+            if not ok:
+                phase.aborted += 1
+            elif bad:
+                phase.finished_bad += 1
+            else:
+                phase.finished_good += 1
+
+    timeout = aiohttp.ClientTimeout(total=request_timeout)
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    cpu0 = cpu_seconds(server_pid)
+    client0 = time.process_time()
+    busy0, total0 = machine_ticks()
+    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as session:
+        tasks = [asyncio.create_task(citizen(session)) for _ in range(concurrency)]
+        # Snapshot the CPU counters exactly when the measured window opens.
+        await asyncio.sleep(max(0.0, window_start - now()))
+        cpu0 = cpu_seconds(server_pid)
+        client0 = time.process_time()
+        busy0, total0 = machine_ticks()
+        # The window closes at the deadline, or earlier when --conversations ran out.
+        while now() < deadline and not all(t.done() for t in tasks):
+            await asyncio.sleep(0.05)
+        window_end.append(min(now(), deadline))
+        phase.window = max(1e-9, window_end[0] - window_start)
+        phase.server_cpu = (cpu_seconds(server_pid) - cpu0) / phase.window
+        phase.client_cpu = (time.process_time() - client0) / phase.window
+        busy1, total1 = machine_ticks()
+        phase.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
+        stopping = True
+        _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+        for task in pending:  # bounded: a conversation stuck past the drain is given up
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    phase.aborted += phase.started - phase.finished - phase.aborted
+    return phase
+
+
+# --- the servers ----------------------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess, stopped by its own pid (SIGINT, then SIGKILL after a grace)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
+        self.name, self.port = name, port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"{self.name} not healthy after {timeout}s; log:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ratebot_env(database_url: str, redis_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATEBOT_")}
+    env.update(
+        RATEBOT_DATABASE_URL=database_url,
+        RATEBOT_REDIS_URL=redis_url,
+        RATEBOT_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        RATEBOT_SECRET_KEY=SECRET_KEY,
+        RATEBOT_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        RATEBOT_QUIET_HOURS="",
+        RATEBOT_RUN_WORKER="false",
+        RATEBOT_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def ratebot_command() -> list[str]:
+    script = VENV_BIN / "ratebot"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
+
+
+# --- the database ---------------------------------------------------------------------------------
+
+
+def sa_url(url: str) -> str:
+    from storage.db import normalize_url
+
+    return normalize_url(url)
+
+
+def create_database(admin_url: str) -> tuple[str, str]:
+    name = f"ratebot_bench_{os.getpid()}"
+    engine = sa.create_engine(sa_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    parts = urlsplit(admin_url)
+    return name, parts._replace(path=f"/{name}").geturl()
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    engine = sa.create_engine(sa_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@dataclass
+class DbCheck:
+    complete: int
+    in_progress: int
+    incomplete: int
+    with_comment: int
+    complaints: int
+    dimension_rows: int
+    expected_complete: int
+    expected_good: int
+    expected_bad: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.complete == self.expected_complete
+            and self.with_comment == self.expected_good
+            and self.complaints == self.expected_bad
+            and self.dimension_rows == 3 * self.complete
+        )
+
+
+def contact_hashes(phones: list[str]) -> list[str]:
+    from bot.privacy import Privacy
+
+    privacy = Privacy(SECRET_KEY)
+    return [privacy.contact_hash(phone) for phone in phones]
+
+
+def check_database(database_url: str, phases: list[Phase]) -> DbCheck:
+    """Count what the run's numbers left in the database (only theirs: the database may be shared)."""
+    hashes = contact_hashes([p for phase in phases for p in phase.phones])
+    mine = "r.citizen_hash = ANY(:hashes)"
+    engine = sa.create_engine(sa_url(database_url))
+    with engine.connect() as c:
+
+        def one(sql: str, **params: Any) -> int:
+            return int(c.execute(sa.text(sql), {"hashes": hashes, **params}).scalar_one())
+
+        by_status = dict(
+            c.execute(
+                sa.text(f"SELECT status, count(*) FROM ratings r WHERE {mine} GROUP BY status"),
+                {"hashes": hashes},
+            ).all()
+        )
+        check = DbCheck(
+            complete=int(by_status.get("complete", 0)),
+            in_progress=int(by_status.get("in_progress", 0)),
+            incomplete=int(by_status.get("incomplete", 0)),
+            with_comment=one(
+                f"SELECT count(*) FROM ratings r WHERE {mine} AND status = 'complete' "
+                "AND comment = :comment AND level = 5",
+                comment=GOOD_COMMENT,
+            ),
+            complaints=one(
+                "SELECT count(*) FROM complaints k JOIN ratings r ON r.id = k.rating_id "
+                f"WHERE {mine} AND r.status = 'complete' AND r.level = 1 "
+                "AND k.details = :details AND k.wants_callback = false",
+                details=BAD_DETAILS,
+            ),
+            dimension_rows=one(
+                "SELECT count(*) FROM rating_dimensions d JOIN ratings r ON r.id = d.rating_id "
+                f"WHERE {mine} AND r.status = 'complete'"
+            ),
+            expected_complete=sum(p.finished for p in phases),
+            expected_good=sum(p.finished_good for p in phases),
+            expected_bad=sum(p.finished_bad for p in phases),
+        )
+    engine.dispose()
+    return check
+
+
+def delete_bench_rows(database_url: str, phases: list[Phase]) -> None:
+    hashes = contact_hashes([p for phase in phases for p in phase.phones])
+    engine = sa.create_engine(sa_url(database_url))
+    with engine.begin() as c:
+        ids = "SELECT id FROM ratings WHERE citizen_hash = ANY(:hashes)"
+        c.execute(sa.text(f"DELETE FROM rating_dimensions WHERE rating_id IN ({ids})"), {"hashes": hashes})
+        c.execute(sa.text(f"DELETE FROM complaints WHERE rating_id IN ({ids})"), {"hashes": hashes})
+        c.execute(sa.text("DELETE FROM ratings WHERE citizen_hash = ANY(:hashes)"), {"hashes": hashes})
+    engine.dispose()
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def flush_redis(url: str) -> None:
+    client = Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def run_levels(
+    server: Server, levels: list[int], args: argparse.Namespace, phones: PhoneBook, thanks: str | None
+) -> list[Phase]:
+    phases = []
+    runner = _runner()
+    try:
+        for level in levels:
+            print(f"  {server.name}: {level} concurrent citizens, {args.warmup:g}s warm-up + {args.duration:g}s ...", flush=True)
+            phase = runner.run(
+                run_phase(
+                    server.name,
+                    server.base_url,
+                    server.proc.pid,
+                    level,
+                    warmup=args.warmup,
+                    duration=args.duration,
+                    max_conversations=args.conversations,
+                    phones=phones,
+                    thanks=thanks,
+                    request_timeout=args.request_timeout,
+                    drain_timeout=args.drain_timeout,
+                )
+            )
+            phases.append(phase)
+            print("   ", describe(phase), flush=True)
+            for sample in phase.error_samples:
+                print("      error:", sample)
+    finally:
+        runner.close()
+    return phases
+
+
+def _runner() -> asyncio.Runner:
+    try:
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        return asyncio.Runner()
+
+
+def describe(p: Phase) -> str:
+    return (
+        f"{p.turns_per_second:7.1f} turns/s  p50 {p.percentile_ms(0.50):6.1f} ms  "
+        f"p99 {p.percentile_ms(0.99):6.1f} ms  errors {p.errors}  "
+        f"conversations {p.finished} finished / {p.aborted} aborted  "
+        f"CPU server {100 * p.server_cpu:3.0f}% of a core, client {100 * p.client_cpu:3.0f}%, "
+        f"machine {100 * p.machine_busy:3.0f}% of {os.cpu_count()} cores"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per level (default 20)")
+    parser.add_argument(
+        "--concurrency",
+        default="50",
+        help="concurrent citizens; a comma list runs each level in turn, e.g. 10,50 (default 50)",
+    )
+    parser.add_argument("--conversations", type=int, help="stop starting conversations after this many per level")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
+    parser.add_argument(
+        "--database-url",
+        help="use this PostgreSQL database (its ratings from this run are deleted afterwards) "
+        "instead of creating and dropping a fresh one",
+    )
+    parser.add_argument("--admin-database-url", default=ADMIN_DB, help=f"where to create the fresh database (default {ADMIN_DB})")
+    parser.add_argument("--keep-db", action="store_true", help="keep the bench database / rows afterwards")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Redis database to use; it is FLUSHED (default db 14)")
+    parser.add_argument("--skip-bare", action="store_true", help="do not run the bare endpoint")
+    parser.add_argument("--latency-level", type=int, help="the level whose p99 is held to the target (default: the lowest)")
+    parser.add_argument("--request-timeout", type=float, default=10.0)
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    levels = [int(v) for v in str(args.concurrency).split(",") if v.strip()]
+    if not levels or min(levels) < 1:
+        parser.error("--concurrency needs positive integers")
+    latency_level = args.latency_level or min(levels)
+    if latency_level not in levels:
+        parser.error("--latency-level must be one of the --concurrency levels")
+
+    from locales import DEFAULT_LOCALE, gettext
+
+    thanks = gettext(DEFAULT_LOCALE, "thanks")
+    phones = PhoneBook()
+    workdir = Path(tempfile.mkdtemp(prefix="ratebot-bench-"))  # no stray .env reaches the server
+    fresh_db: str | None = None
+    if args.database_url:
+        database_url = args.database_url
+    else:
+        fresh_db, database_url = create_database(args.admin_database_url)
+    ours: list[Phase] = []
+    bare: list[Phase] = []
+    check: DbCheck | None = None
+    try:
+        port = free_port()
+        env = ratebot_env(database_url, args.redis_url, port)
+        subprocess.run([*ratebot_command(), "db", "upgrade"], env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+        flush_redis(args.redis_url)
+        print(f"ratebot serve --workers 1 on :{port}, database {urlsplit(database_url).path[1:]}, redis {args.redis_url}")
+        server = Server(
+            "ratebot",
+            [*ratebot_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env,
+            workdir,
+            port,
+        )
+        try:
+            server.wait_healthy()
+            ours = run_levels(server, levels, args, phones, thanks)
+        finally:
+            server.stop()
+        check = check_database(database_url, ours)
+        if not args.skip_bare:
+            flush_redis(args.redis_url)
+            port = free_port()
+            bare_env = {k: v for k, v in os.environ.items() if not k.startswith("RATEBOT_")}
+            bare_env["BENCH_REDIS_URL"] = args.redis_url
+            bare_env["PYTHONPATH"] = str(REPO)
+            print(f"bare endpoint (bench/bare_app.py) on :{port}")
+            server = Server(
+                "bare",
+                [sys.executable, "-m", "bench.bare_app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                bare_env,
+                workdir,
+                port,
+            )
+            try:
+                server.wait_healthy()
+                bare = run_levels(server, levels, args, phones, None)
+            finally:
+                server.stop()
+            flush_redis(args.redis_url)
+    finally:
+        if fresh_db and not args.keep_db:
+            drop_database(args.admin_database_url, fresh_db)
+        elif args.database_url and not args.keep_db and ours:
+            delete_bench_rows(database_url, ours)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return report(ours, bare, check, levels, latency_level)
+
+
+def report(ours: list[Phase], bare: list[Phase], check: DbCheck | None, levels: list[int], latency_level: int) -> int:
+    print()
+    print("| server | citizens | turns/s | p50 ms | p99 ms | errors | server CPU | client CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for p in [*ours, *bare]:
+        print(
+            f"| {p.server} | {p.concurrency} | {p.turns_per_second:.0f} | {p.percentile_ms(0.5):.1f} | "
+            f"{p.percentile_ms(0.99):.1f} | {p.errors} | {100 * p.server_cpu:.0f}% | {100 * p.client_cpu:.0f}% |"
+        )
+    print()
+    verdicts: list[tuple[str, bool]] = []
+    by_level = {p.concurrency: p for p in bare}
+    for p in ours:
+        b = by_level.get(p.concurrency)
+        if b is not None and b.turns_per_second:
+            ratio = p.turns_per_second / b.turns_per_second
+            print(
+                f"{p.concurrency} citizens: ours/bare throughput {ratio:.2f} "
+                f"({p.turns_per_second:.0f} / {b.turns_per_second:.0f} turns/s), "
+                f"p99 ours {p.percentile_ms(0.99):.1f} ms vs bare {b.percentile_ms(0.99):.1f} ms"
+            )
+            if p.concurrency == max(levels):
+                verdicts.append((f"throughput >= {TARGET_RATIO:.0%} of bare at {p.concurrency} citizens ({ratio:.0%})", ratio >= TARGET_RATIO))
+        if p.concurrency == latency_level:
+            p99 = p.percentile_ms(0.99)
+            verdicts.append((f"p99 < {TARGET_P99_MS:.0f} ms at {p.concurrency} citizens ({p99:.1f} ms)", p99 < TARGET_P99_MS))
+    verdicts.append((f"no errors from ratebot ({sum(p.errors + p.wrong_replies for p in ours)})", all(p.errors == 0 and p.wrong_replies == 0 for p in ours)))
+    if check is not None:
+        print(
+            f"database: {check.complete} complete ratings for {check.expected_complete} finished conversations "
+            f"({check.with_comment} good with comment / {check.expected_good}, {check.complaints} complaints / "
+            f"{check.expected_bad}, {check.dimension_rows} dimension rows); in_progress {check.in_progress} "
+            f"(= aborted conversations {sum(p.aborted for p in ours)}), incomplete {check.incomplete}"
+        )
+        verdicts.append(("every finished conversation is exactly one complete rating in the database", check.ok))
+    print()
+    for text, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    passed = all(ok for _, ok in verdicts)
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

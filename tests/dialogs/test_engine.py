@@ -1,0 +1,91 @@
+"""Engine properties that the case files cannot state well: prompt contents, verbatim text,
+purity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dialogs import engine
+from dialogs.events import Answered, InboundEvent, Prompt
+from dialogs.session import Session
+from dialogs.survey import default_survey
+
+NOW = datetime(2024, 5, 6, 1, 0, tzinfo=UTC)
+
+
+def _say(session: Session | None, text: str) -> engine.Sprint:
+    event = InboundEvent(channel="test", sender="h", text=text)
+    return engine.resume(default_survey(), session, event, now=NOW, new_session_id="new")
+
+
+def _at(step: str, answers: dict) -> Session:
+    session = engine.start(default_survey(), session_id="s", now=NOW, locale="en").session
+    assert session is not None
+    return session.model_copy(update={"step": step, "answers": answers})
+
+
+def test_prompts_carry_what_a_channel_needs_to_render_them() -> None:
+    survey = default_survey()
+    (overall,) = engine.start(survey, session_id="s", now=NOW, locale="en").events
+    assert overall == Prompt(
+        "overall",
+        "survey.overall.prompt",
+        "level",
+        (("5", "level.5"), ("4", "level.4"), ("3", "level.3"), ("2", "level.2"), ("1", "level.1")),
+    )
+    problems = _say(_at("convenience", {"level": 1}), "1").events[-1]
+    assert problems == Prompt(
+        "problems",
+        "survey.problems.prompt",
+        "choice",
+        (
+            ("1", "problem.attitude"),
+            ("2", "problem.efficiency"),
+            ("3", "problem.repeated_visits"),
+            ("4", "problem.fees"),
+            ("5", "problem.unclear_process"),
+            ("6", "problem.other"),
+        ),
+        multiple=True,
+    )
+    details = _say(_at("problems", {"level": 1}), "1").events[-1]
+    assert details == Prompt("details", "survey.details.prompt", "text", optional=True)
+    callback = _say(_at("details", {"level": 1}), "0").events[-1]
+    assert callback == Prompt(
+        "callback", "survey.callback.prompt", "yes_no", (("1", "answer.yes"), ("2", "answer.no"))
+    )
+
+
+def test_text_is_stored_verbatim_long_and_with_control_characters() -> None:
+    # Regression guard: the citizen's words are evidence for the department; never trim or clean.
+    text = "\x00\x07窗口\t\r\n" + "很" * 10_000 + "\u202e\U0001f621 "
+    sprint = _say(_at("comment", {"level": 5}), text)
+    assert sprint.events[0] == Answered("comment", "comment", text)
+    assert sprint.session is not None
+    assert sprint.session.answers["comment"] == text
+    assert Session.model_validate_json(sprint.session.model_dump_json()) == sprint.session
+
+
+def test_resume_does_not_change_the_session_it_was_given() -> None:
+    before = _at("problems", {"level": 2, "dimensions": {"attitude": 2}})
+    copy = before.model_copy(deep=True)
+    after = _say(before, "13").session
+    assert before == copy
+    assert after is not None
+    assert after.answers["complaint"] == {"problems": ["attitude", "repeated_visits"]}
+
+
+def test_same_input_same_output() -> None:
+    session = _at("overall", {})
+    assert _say(session, "5455") == _say(session, "5455")
+
+
+def test_all_five_levels_are_accepted_at_every_level_step() -> None:
+    # The provincial app that refused 1-2 stars for 18 months: every level must always count.
+    survey = default_survey()
+    level_steps = [s.id for s in survey.steps if s.field.startswith(("level", "dimensions."))]
+    for step in level_steps:
+        for level in range(1, 6):
+            answered = _say(_at(step, {"level": 3}), str(level)).events[0]
+            assert isinstance(answered, Answered)
+            assert answered.value == level
