@@ -248,11 +248,15 @@ async def run_phase(
 class Server:
     """A server subprocess, stopped by its own pid (SIGINT, then SIGKILL after a grace)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int
+    ) -> None:
         self.name, self.port = name, port
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         import urllib.request
@@ -260,7 +264,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail()}")
+                raise SystemExit(
+                    f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail()}"
+                )
             try:
                 with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
                     if response.status == 200:
@@ -416,9 +422,13 @@ def delete_bench_rows(database_url: str, phases: list[Phase]) -> None:
     engine = sa.create_engine(sa_url(database_url))
     with engine.begin() as c:
         ids = "SELECT id FROM ratings WHERE citizen_hash = ANY(:hashes)"
-        c.execute(sa.text(f"DELETE FROM rating_dimensions WHERE rating_id IN ({ids})"), {"hashes": hashes})
+        c.execute(
+            sa.text(f"DELETE FROM rating_dimensions WHERE rating_id IN ({ids})"), {"hashes": hashes}
+        )
         c.execute(sa.text(f"DELETE FROM complaints WHERE rating_id IN ({ids})"), {"hashes": hashes})
-        c.execute(sa.text("DELETE FROM ratings WHERE citizen_hash = ANY(:hashes)"), {"hashes": hashes})
+        c.execute(
+            sa.text("DELETE FROM ratings WHERE citizen_hash = ANY(:hashes)"), {"hashes": hashes}
+        )
     engine.dispose()
 
 
@@ -432,13 +442,20 @@ def flush_redis(url: str) -> None:
 
 
 def run_levels(
-    server: Server, levels: list[int], args: argparse.Namespace, phones: PhoneBook, thanks: str | None
+    server: Server,
+    levels: list[int],
+    args: argparse.Namespace,
+    phones: PhoneBook,
+    thanks: str | None,
 ) -> list[Phase]:
     phases = []
     runner = _runner()
     try:
         for level in levels:
-            print(f"  {server.name}: {level} concurrent citizens, {args.warmup:g}s warm-up + {args.duration:g}s ...", flush=True)
+            print(
+                f"  {server.name}: {level} concurrent citizens, {args.warmup:g}s warm-up + {args.duration:g}s ...",
+                flush=True,
+            )
             phase = runner.run(
                 run_phase(
                     server.name,
@@ -484,24 +501,44 @@ def describe(p: Phase) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per level (default 20)")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds per level (default 20)"
+    )
     parser.add_argument(
         "--concurrency",
         default="50",
         help="concurrent citizens; a comma list runs each level in turn, e.g. 10,50 (default 50)",
     )
-    parser.add_argument("--conversations", type=int, help="stop starting conversations after this many per level")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
+    parser.add_argument(
+        "--conversations", type=int, help="stop starting conversations after this many per level"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)"
+    )
     parser.add_argument(
         "--database-url",
         help="use this PostgreSQL database (its ratings from this run are deleted afterwards) "
         "instead of creating and dropping a fresh one",
     )
-    parser.add_argument("--admin-database-url", default=ADMIN_DB, help=f"where to create the fresh database (default {ADMIN_DB})")
-    parser.add_argument("--keep-db", action="store_true", help="keep the bench database / rows afterwards")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Redis database to use; it is FLUSHED (default db 14)")
+    parser.add_argument(
+        "--admin-database-url",
+        default=ADMIN_DB,
+        help=f"where to create the fresh database (default {ADMIN_DB})",
+    )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="keep the bench database / rows afterwards"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/14",
+        help="Redis database to use; it is FLUSHED (default db 14)",
+    )
     parser.add_argument("--skip-bare", action="store_true", help="do not run the bare endpoint")
-    parser.add_argument("--latency-level", type=int, help="the level whose p99 is held to the target (default: the lowest)")
+    parser.add_argument(
+        "--latency-level",
+        type=int,
+        help="the level whose p99 is held to the target (default: the lowest)",
+    )
     parser.add_argument("--request-timeout", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
@@ -528,12 +565,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = free_port()
         env = ratebot_env(database_url, args.redis_url, port)
-        subprocess.run([*ratebot_command(), "db", "upgrade"], env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*ratebot_command(), "db", "upgrade"],
+            env=env,
+            cwd=workdir,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         flush_redis(args.redis_url)
-        print(f"ratebot serve --workers 1 on :{port}, database {urlsplit(database_url).path[1:]}, redis {args.redis_url}")
+        print(
+            f"ratebot serve --workers 1 on :{port}, database {urlsplit(database_url).path[1:]}, redis {args.redis_url}"
+        )
         server = Server(
             "ratebot",
-            [*ratebot_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            [
+                *ratebot_command(),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
             env,
             workdir,
             port,
@@ -553,7 +607,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bare endpoint (bench/bare_app.py) on :{port}")
             server = Server(
                 "bare",
-                [sys.executable, "-m", "bench.bare_app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bare_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
                 bare_env,
                 workdir,
                 port,
@@ -574,7 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     return report(ours, bare, check, levels, latency_level)
 
 
-def report(ours: list[Phase], bare: list[Phase], check: DbCheck | None, levels: list[int], latency_level: int) -> int:
+def report(
+    ours: list[Phase],
+    bare: list[Phase],
+    check: DbCheck | None,
+    levels: list[int],
+    latency_level: int,
+) -> int:
     print()
     print("| server | citizens | turns/s | p50 ms | p99 ms | errors | server CPU | client CPU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -596,11 +666,26 @@ def report(ours: list[Phase], bare: list[Phase], check: DbCheck | None, levels: 
                 f"p99 ours {p.percentile_ms(0.99):.1f} ms vs bare {b.percentile_ms(0.99):.1f} ms"
             )
             if p.concurrency == max(levels):
-                verdicts.append((f"throughput >= {TARGET_RATIO:.0%} of bare at {p.concurrency} citizens ({ratio:.0%})", ratio >= TARGET_RATIO))
+                verdicts.append(
+                    (
+                        f"throughput >= {TARGET_RATIO:.0%} of bare at {p.concurrency} citizens ({ratio:.0%})",
+                        ratio >= TARGET_RATIO,
+                    )
+                )
         if p.concurrency == latency_level:
             p99 = p.percentile_ms(0.99)
-            verdicts.append((f"p99 < {TARGET_P99_MS:.0f} ms at {p.concurrency} citizens ({p99:.1f} ms)", p99 < TARGET_P99_MS))
-    verdicts.append((f"no errors from ratebot ({sum(p.errors + p.wrong_replies for p in ours)})", all(p.errors == 0 and p.wrong_replies == 0 for p in ours)))
+            verdicts.append(
+                (
+                    f"p99 < {TARGET_P99_MS:.0f} ms at {p.concurrency} citizens ({p99:.1f} ms)",
+                    p99 < TARGET_P99_MS,
+                )
+            )
+    verdicts.append(
+        (
+            f"no errors from ratebot ({sum(p.errors + p.wrong_replies for p in ours)})",
+            all(p.errors == 0 and p.wrong_replies == 0 for p in ours),
+        )
+    )
     if check is not None:
         print(
             f"database: {check.complete} complete ratings for {check.expected_complete} finished conversations "
@@ -608,7 +693,9 @@ def report(ours: list[Phase], bare: list[Phase], check: DbCheck | None, levels: 
             f"{check.expected_bad}, {check.dimension_rows} dimension rows); in_progress {check.in_progress} "
             f"(= aborted conversations {sum(p.aborted for p in ours)}), incomplete {check.incomplete}"
         )
-        verdicts.append(("every finished conversation is exactly one complete rating in the database", check.ok))
+        verdicts.append(
+            ("every finished conversation is exactly one complete rating in the database", check.ok)
+        )
     print()
     for text, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

@@ -15,7 +15,7 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, func, select
 
 from bot.invitations import dispatch_invitation, new_invitation
-from bot.privacy import InvalidPhone, mask, normalize_phone
+from bot.privacy import mask, normalize_phone
 from bot.runtime import Runtime
 from locales import normalize_locale
 from storage.models import (
@@ -70,15 +70,25 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
     def check(request: Request, db: DbDep) -> ApiKey:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send Authorization: Bearer <key>",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key: send Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         digest = hash_key(key.strip())
-        found = db.exec(select(ApiKey).where(ApiKey.key_hash == digest, col(ApiKey.revoked_at).is_(None))).first()
+        found = db.exec(
+            select(ApiKey).where(ApiKey.key_hash == digest, col(ApiKey.revoked_at).is_(None))
+        ).first()
         if found is None or not hmac.compare_digest(found.key_hash, digest):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if found.role != "admin" and found.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key's role ({found.role}) may not do this")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this key's role ({found.role}) may not do this"
+            )
         return found
 
     return Depends(check)
@@ -130,7 +140,9 @@ router = APIRouter(prefix="/api/v1")
 
 
 @router.post("/service-records", status_code=201, dependencies=[require_role("platform")])
-async def report_service_record(body: ServiceRecordCreate, rt: RuntimeDep, response: Response) -> dict[str, Any]:
+async def report_service_record(
+    body: ServiceRecordCreate, rt: RuntimeDep, response: Response
+) -> dict[str, Any]:
     """Report a finished case. The first report creates the record and its invitation (201);
     the same ``record_no`` again answers 200 with the record as it is, and invites nobody."""
     from starlette.concurrency import run_in_threadpool
@@ -147,7 +159,9 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
     now = rt.clock()
     citizen = body.citizen or CitizenIn()
     with DbSession(rt.db) as db:
-        existing = db.exec(select(ServiceRecord.id).where(ServiceRecord.record_no == body.record_no)).first()
+        existing = db.exec(
+            select(ServiceRecord.id).where(ServiceRecord.record_no == body.record_no)
+        ).first()
         if existing is not None:
             return existing, None, False
         record = ServiceRecord(
@@ -172,17 +186,26 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
             db.commit()
         except IntegrityError:  # the same record_no reported twice at the same instant
             db.rollback()
-            existing = db.exec(select(ServiceRecord.id).where(ServiceRecord.record_no == body.record_no)).one()
+            existing = db.exec(
+                select(ServiceRecord.id).where(ServiceRecord.record_no == body.record_no)
+            ).one()
+            assert existing is not None
             return existing, None, False
         assert record.id is not None
-        due = invitation.status == "scheduled" and invitation.scheduled_at is not None and invitation.scheduled_at <= now
+        due = (
+            invitation.status == "scheduled"
+            and invitation.scheduled_at is not None
+            and invitation.scheduled_at <= now
+        )
         return record.id, invitation.id if due else None, True
 
 
 @router.get("/service-records/{record_no}", dependencies=[require_role("platform")])
 def get_service_record(record_no: str, rt: RuntimeDep, db: DbDep) -> dict[str, Any]:
     """The record, its invitation(s) with delivery status, and its rating. Personal data masked."""
-    record_id = db.exec(select(ServiceRecord.id).where(ServiceRecord.record_no == record_no)).first()
+    record_id = db.exec(
+        select(ServiceRecord.id).where(ServiceRecord.record_no == record_no)
+    ).first()
     if record_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no service record {record_no!r}")
     return _record_view(rt, record_id)
@@ -199,7 +222,9 @@ def _record_view(rt: Runtime, record_id: int) -> dict[str, Any]:
             .where(col(OutboundMessage.invitation_id).in_([i.id for i in invitations]))
             .order_by(col(OutboundMessage.id))
         ).all()
-        ratings = db.exec(select(Rating).where(Rating.record_id == record_id).order_by(col(Rating.id))).all()
+        ratings = db.exec(
+            select(Rating).where(Rating.record_id == record_id).order_by(col(Rating.id))
+        ).all()
         return {
             "record": record_public(record),
             "invitations": [
@@ -243,18 +268,26 @@ def record_public(record: ServiceRecord) -> dict[str, Any]:
         "clerk": record.clerk,
         "completed_at": record.completed_at,
         "locale": record.locale,
-        "citizen": {"phone": record.phone_mask, "wechat": bool(record.wechat_hash), "telegram": bool(record.telegram_hash)},
+        "citizen": {
+            "phone": record.phone_mask,
+            "wechat": bool(record.wechat_hash),
+            "telegram": bool(record.telegram_hash),
+        },
         "created_at": record.created_at,
     }
 
 
-def rating_views(db: DbSession, ratings: list[Rating] | Any, records: dict[int, ServiceRecord]) -> list[dict[str, Any]]:
+def rating_views(
+    db: DbSession, ratings: list[Rating] | Any, records: dict[int, ServiceRecord]
+) -> list[dict[str, Any]]:
     """Ratings as the API shows them, with their dimensions and complaint, loaded in bulk."""
     ids = [r.id for r in ratings]
     dimensions: dict[int, dict[str, int]] = {}
     for d in db.exec(select(RatingDimension).where(col(RatingDimension.rating_id).in_(ids))):
         dimensions.setdefault(d.rating_id, {})[d.dimension] = d.level
-    complaints = {c.rating_id: c for c in db.exec(select(Complaint).where(col(Complaint.rating_id).in_(ids)))}
+    complaints = {
+        c.rating_id: c for c in db.exec(select(Complaint).where(col(Complaint.rating_id).in_(ids)))
+    }
     views = []
     for r in ratings:
         record = records.get(r.record_id) if r.record_id else None
@@ -274,7 +307,11 @@ def rating_views(db: DbSession, ratings: list[Rating] | Any, records: dict[int, 
                 "comment": r.comment,
                 "complaint": None
                 if complaint is None
-                else {"problems": complaint.problems, "details": complaint.details, "wants_callback": complaint.wants_callback},
+                else {
+                    "problems": complaint.problems,
+                    "details": complaint.details,
+                    "wants_callback": complaint.wants_callback,
+                },
                 "department": record.department if record else None,
                 "item_code": record.item_code if record else None,
                 "item_name": record.item_name if record else None,
@@ -298,7 +335,9 @@ def list_ratings(
     district: str | None = None,
     channel: str | None = None,
     level: Annotated[int | None, Query(ge=1, le=5)] = None,
-    status_: Annotated[Literal["in_progress", "complete", "incomplete"] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        Literal["in_progress", "complete", "incomplete"] | None, Query(alias="status")
+    ] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
@@ -323,7 +362,9 @@ def list_ratings(
         query = query.where(col(Rating.created_at) < until)
     total = db.exec(select(func.count()).select_from(query.subquery())).one()
     rows = db.exec(
-        query.order_by(col(Rating.created_at).desc(), col(Rating.id).desc()).offset((page - 1) * page_size).limit(page_size)
+        query.order_by(col(Rating.created_at).desc(), col(Rating.id).desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
     ).all()
     records = {rec.id: rec for _, rec in rows if rec is not None and rec.id is not None}
     return {

@@ -101,7 +101,9 @@ def cmd_chat(args: argparse.Namespace) -> None:
     render = renderers[args.channel]
     session = None
     if args.record_no:
-        sprint = engine.start(survey, session_id=str(uuid4()), now=utcnow(), locale=locale, record_no=args.record_no)
+        sprint = engine.start(
+            survey, session_id=str(uuid4()), now=utcnow(), locale=locale, record_no=args.record_no
+        )
         session = sprint.session
         print(render(sprint.events, locale))
     print(f"(ratebot chat: {args.channel}, {locale}; type your replies, Ctrl-D to quit)")
@@ -113,22 +115,25 @@ def cmd_chat(args: argparse.Namespace) -> None:
             return
         event = InboundEvent(channel=args.channel, sender="terminal", text=line, locale=locale)
         sprint = engine.resume(survey, session, event, now=utcnow(), new_session_id=str(uuid4()))
-        before, session = session, sprint.session
-        text = render(sprint.events, (session or before).locale if (session or before) else locale)
+        known = sprint.session or session
+        session = sprint.session
+        text = render(sprint.events, known.locale if known else locale)
         if text:
             print(text)
         for e in sprint.events:
             if isinstance(e, Answered):
                 print(f"  · {e.field} = {e.value!r}")
             elif isinstance(e, RatingClosed):
-                answers = (session or before).answers if (session or before) else {}
+                answers = known.answers if known else {}
                 print(f"  · rating {e.outcome} ({e.reason}): {answers}")
             elif isinstance(e, OptedOut | OptedIn):
                 print(f"  · {type(e).__name__}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ratebot", description="Citizens rate government services in conversation.")
+    parser = argparse.ArgumentParser(
+        prog="ratebot", description="Citizens rate government services in conversation."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the web service (and its timer worker)")
@@ -145,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--record-no")
     chat.set_defaults(func=cmd_chat)
 
-    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     create = apikey.add_parser("create", help="create a key; it is printed on the last line")
     create.add_argument("--role", choices=["platform", "admin"], required=True)
     create.add_argument("--name", default="unnamed")

@@ -22,7 +22,16 @@ from bot.optouts import opt_in, opt_out
 from bot.ratings import AlreadyRated, save_rating
 from bot.runtime import Runtime
 from dialogs import engine
-from dialogs.events import Answered, Event, InboundEvent, OptedIn, OptedOut, RatingClosed, Say, Sprint
+from dialogs.events import (
+    Answered,
+    Event,
+    InboundEvent,
+    OptedIn,
+    OptedOut,
+    RatingClosed,
+    Say,
+    Sprint,
+)
 from dialogs.session import Session
 
 log = logging.getLogger("ratebot.conversation")
@@ -65,19 +74,30 @@ class Conversations:
                 return turn.previous_reply
             before = load_session(turn.session)
             now = self.rt.clock()
-            sprint = engine.resume(self.rt.survey, before, event, now=now, new_session_id=str(uuid4()))
+            sprint = engine.resume(
+                self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
+            )
             events = sprint.events
             if _touches_records(sprint):
-                sprint = await run_in_threadpool(self.apply, sprint, before, event.channel, event.sender, now)
+                sprint = await run_in_threadpool(
+                    self.apply, sprint, before, event.channel, event.sender, now
+                )
                 events = sprint.events
             after = sprint.session
-            locale = (after or before).locale if (after or before) else (event.locale or self.rt.settings.default_locale)
+            known = after or before
+            locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
             reply = render(events, locale)
-            turn.save(after.model_dump(mode="json") if after else None, ttl=session_ttl(after, now) if after else 1, reply=reply)
+            turn.save(
+                after.model_dump(mode="json") if after else None,
+                ttl=session_ttl(after, now) if after else 1,
+                reply=reply,
+            )
         metrics.TURNS.labels(event.channel).inc()
         return reply
 
-    def apply(self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime) -> Sprint:
+    def apply(
+        self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime
+    ) -> Sprint:
         """Carry out the engine's events that touch the records, in one transaction. Returns the
         sprint as it should be told to the citizen."""
         events = list(sprint.events)
@@ -85,15 +105,15 @@ class Conversations:
         current = sprint.session
         # What RatingClosed closes: the session of this turn, unless the engine replaced it
         # (a restart opens a new one) or forgot it (STOP) — then the one before the turn.
-        if before is not None and (current is None or current.id != before.id):
-            closing = before
-        else:
-            closing = current
+        replaced = before is not None and (current is None or current.id != before.id)
+        closing = before if replaced else current
         writes: list[tuple[Session, str | None]] = []
         if closed is not None and closing is not None:
             writes.append((closing, closed.outcome))
         if current is not None and current.step is not None and any(_is_level(e) for e in events):
-            writes.append((current, None))  # the first level makes it a rating, kept even if left unfinished
+            writes.append(
+                (current, None)
+            )  # the first level makes it a rating, kept even if left unfinished
         session = closing or current
         try:
             with DbSession(self.rt.db) as db, db.begin():
@@ -114,7 +134,11 @@ class Conversations:
                         now=now,
                     )
         except (AlreadyRated, IntegrityError):
-            log.info("case %s already rated; conversation %s closed", session and session.record_no, session and session.id)
+            log.info(
+                "case %s already rated; conversation %s closed",
+                session and session.record_no,
+                session and session.id,
+            )
             assert session is not None
             done = session.model_copy(update={"step": None, "outcome": "discarded"})
             return Sprint(done, [Say(engine.ALREADY_RATED)])
@@ -128,4 +152,6 @@ def _is_level(event: Event) -> bool:
 
 
 def _touches_records(sprint: Sprint) -> bool:
-    return any(isinstance(e, RatingClosed | OptedOut | OptedIn) or _is_level(e) for e in sprint.events)
+    return any(
+        isinstance(e, RatingClosed | OptedOut | OptedIn) or _is_level(e) for e in sprint.events
+    )

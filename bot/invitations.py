@@ -50,17 +50,26 @@ def send_time(now: datetime, zone: ZoneInfo, quiet: tuple[time, time] | None) ->
     return datetime.combine(end_day, end, tzinfo=zone).astimezone(now.tzinfo)
 
 
-def new_invitation(db: DbSession, rt: Runtime, record: ServiceRecord, channel: str, now: datetime) -> Invitation:
+def new_invitation(
+    db: DbSession, rt: Runtime, record: ServiceRecord, channel: str, now: datetime
+) -> Invitation:
     """The invitation for a newly reported ``record``: scheduled, or suppressed with a reason."""
     contact_hash = record.phone_hash if channel == "sms" else None
+    assert record.id is not None
     invitation = Invitation(
-        record_id=record.id, channel=channel, contact_hash=contact_hash, status="scheduled", created_at=now
+        record_id=record.id,
+        channel=channel,
+        contact_hash=contact_hash,
+        status="scheduled",
+        created_at=now,
     )
     if contact_hash is None:
         invitation.status, invitation.reason = "suppressed", "no_contact"
     elif is_opted_out(db, contact_hash):
         invitation.status, invitation.reason = "suppressed", "opted_out"
-    elif _recently_invited(db, contact_hash, now - timedelta(hours=rt.settings.invite_cooldown_hours)):
+    elif _recently_invited(
+        db, contact_hash, now - timedelta(hours=rt.settings.invite_cooldown_hours)
+    ):
         invitation.status, invitation.reason = "suppressed", "cooldown"
     else:
         invitation.scheduled_at = send_time(now, rt.settings.zone, rt.settings.quiet_window)
@@ -82,7 +91,9 @@ def _recently_invited(db: DbSession, contact_hash: str, since: datetime) -> bool
 
 
 def invitation_params(record: ServiceRecord, rt: Runtime) -> dict[str, Any]:
-    day = (record.completed_at or record.created_at or rt.clock()).astimezone(rt.settings.zone).date()
+    day = (
+        (record.completed_at or record.created_at or rt.clock()).astimezone(rt.settings.zone).date()
+    )
     return {
         "date": format_date(day, format="long", locale=record.locale),
         "hall": record.hall,
@@ -116,7 +127,11 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
             record_no=record.record_no,
             invitation_id=invitation.id,
         )
-        events = [Say(ids.INVITATION_INTRO, invitation_params(record, rt)), *sprint.events, Say(ids.INVITATION_OPTOUT)]
+        events = [
+            Say(ids.INVITATION_INTRO, invitation_params(record, rt)),
+            *sprint.events,
+            Say(ids.INVITATION_OPTOUT),
+        ]
         body = RENDERERS[invitation.channel](events, record.locale)
         phone = rt.privacy.decrypt(record.phone_enc)
         delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, phone, body)
@@ -125,7 +140,9 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
     await run_in_threadpool(_record_sent, rt, invitation.id, record, delivery, "invitation", now)
 
 
-def _claim(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Invitation, ServiceRecord] | None:
+def _claim(
+    rt: Runtime, invitation_id: int, now: datetime
+) -> tuple[Invitation, ServiceRecord] | None:
     with DbSession(rt.db) as db, db.begin():
         claimed = db.exec(  # type: ignore[call-overload]
             update(Invitation)
@@ -150,17 +167,24 @@ def _claim(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Invitation, 
 
 
 def _record_sent(
-    rt: Runtime, invitation_id: int, record: ServiceRecord, delivery: Delivery, purpose: str, now: datetime
+    rt: Runtime,
+    invitation_id: int,
+    record: ServiceRecord,
+    delivery: Delivery,
+    purpose: str,
+    now: datetime,
 ) -> None:
     with DbSession(rt.db) as db, db.begin():
         invitation = db.get_one(Invitation, invitation_id)
         if purpose == "invitation":
             failed = delivery.status == "failed"
             invitation.status = "failed" if failed else "sent"
-            invitation.reason = "send_failed" if failed else None  # the provider's words are on the message
+            # the provider's own words are kept on the outbound message
+            invitation.reason = "send_failed" if failed else None
             if not failed:
                 invitation.sent_at = now
-                invitation.remind_at = now + timedelta(hours=rt.survey.reminder_after_hours)
+                delay = rt.survey.reminder_after_hours  # None: this survey sends no reminder
+                invitation.remind_at = now + timedelta(hours=delay) if delay else None
         else:
             invitation.reminded_at = invitation.reminded_at or now
         db.add(invitation)
@@ -190,16 +214,29 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
     assert record.phone_enc and record.phone_hash
     async with rt.store.turn(conversation_key(invitation.channel, record.phone_hash)) as turn:
         session = load_session(turn.session)
-        if session is None or session.invitation_id != invitation_id or session.answers or session.step != rt.survey.start:
+        if (
+            session is None
+            or session.invitation_id != invitation_id
+            or session.answers
+            or session.step != rt.survey.start
+        ):
             return  # answered (or replaced) since: no reminder
         opening = engine.start(rt.survey, session_id=session.id, now=now, locale=session.locale)
-        events = [Say(ids.REMINDER_INTRO, invitation_params(record, rt)), *opening.events, Say(ids.INVITATION_OPTOUT)]
+        events = [
+            Say(ids.REMINDER_INTRO, invitation_params(record, rt)),
+            *opening.events,
+            Say(ids.INVITATION_OPTOUT),
+        ]
         body = RENDERERS[invitation.channel](events, session.locale)
-        delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, rt.privacy.decrypt(record.phone_enc), body)
+        delivery = await run_in_threadpool(
+            rt.senders[invitation.channel].send_text, rt.privacy.decrypt(record.phone_enc), body
+        )
     await run_in_threadpool(_record_sent, rt, invitation_id, record, delivery, "reminder", now)
 
 
-def _claim_reminder(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Invitation, ServiceRecord] | None:
+def _claim_reminder(
+    rt: Runtime, invitation_id: int, now: datetime
+) -> tuple[Invitation, ServiceRecord] | None:
     with DbSession(rt.db) as db, db.begin():
         claimed = db.exec(  # type: ignore[call-overload]
             update(Invitation)
@@ -222,15 +259,30 @@ def _claim_reminder(rt: Runtime, invitation_id: int, now: datetime) -> tuple[Inv
 
 
 # Twilio may report a status out of order; never move a message back to an earlier state.
-STATUS_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5, "undelivered": 4, "failed": 4}
+STATUS_ORDER = {
+    "accepted": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "read": 5,
+    "undelivered": 4,
+    "failed": 4,
+}
 
 
 def record_delivery_status(rt: Runtime, provider_id: str, state: str, error: str | None) -> None:
     """Update an outbound message from the provider's delivery report (unknown ids are ignored)."""
     with DbSession(rt.db) as db, db.begin():
-        message = db.exec(select(OutboundMessage).where(OutboundMessage.provider_id == provider_id)).first()
+        message = db.exec(
+            select(OutboundMessage).where(OutboundMessage.provider_id == provider_id)
+        ).first()
         if message is None:
             return
         if STATUS_ORDER.get(state, 9) >= STATUS_ORDER.get(message.status, 0):
-            message.status, message.error, message.updated_at = state, error or message.error, rt.clock()
+            message.status, message.error, message.updated_at = (
+                state,
+                error or message.error,
+                rt.clock(),
+            )
             db.add(message)

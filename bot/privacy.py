@@ -1,4 +1,4 @@
-"""Personal data: a keyed hash to look a contact up, an encrypted copy to send to it, a mask to show.
+"""Personal data: a keyed hash to look a contact up, an encrypted copy to send to it, a mask.
 
 Phone numbers, WeChat openids and Telegram chat ids never reach a table, a log line or an API
 answer in clear.
@@ -35,7 +35,7 @@ def normalize_phone(value: str) -> str:
 
 
 def mask(value: str) -> str:
-    """``+8613812341234`` → ``+86 138****1234``; other ids keep their first 3 and last 4 characters."""
+    """``+8613812341234`` → ``+86 138****1234``; other ids keep their first 3 and last 4."""
     if value.startswith("+86") and len(value) == 14:
         national = value[3:]
         return f"+86 {national[:3]}****{national[-4:]}"

@@ -42,13 +42,18 @@ def save_rating(
         return None
     if rating is None:
         record = (
-            db.exec(select(ServiceRecord).where(ServiceRecord.record_no == session.record_no)).first()
+            db.exec(
+                select(ServiceRecord).where(ServiceRecord.record_no == session.record_no)
+            ).first()
             if session.record_no
             else None
         )
-        if record is not None and db.exec(
-            select(Rating.id).where(Rating.record_id == record.id, Rating.evaluation_count == 1)
-        ).first():
+        if (
+            record is not None
+            and db.exec(
+                select(Rating.id).where(Rating.record_id == record.id, Rating.evaluation_count == 1)
+            ).first()
+        ):
             raise AlreadyRated(session.record_no)
         rating = Rating(
             conversation_id=session.id,

@@ -14,9 +14,9 @@ from channels.base import Sender
 from channels.console import ConsoleSender
 from channels.twilio import TwilioSender
 from dialogs.survey import Survey, load_survey
+from storage.base import ConversationStore
 from storage.db import create_db_engine
 from storage.models import utcnow
-from storage.base import ConversationStore
 from storage.state import conversation_store_from_url
 
 
@@ -31,9 +31,13 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Runtime:
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+    ) -> Runtime:
         if settings.sms_sending_enabled:
-            assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+            assert (
+                settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+            )
             sms: Sender = TwilioSender(
                 settings.twilio_account_sid,
                 settings.twilio_auth_token,

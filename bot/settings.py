@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./ratebot.db"
     redis_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
-    secret_key: str = "development-only-secret"
+    secret_key: str = "development-only-secret"  # noqa: S105 - refused outside development
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     invite_cooldown_hours: float = Field(default=24, ge=0)
     survey_path: Path = DEFAULT_SURVEY
     worker_interval_seconds: float = Field(default=5, gt=0)
-    run_worker: bool = True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
+    run_worker: bool = (
+        True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
+    )
     log_level: str = "INFO"
 
     @field_validator("public_url")
@@ -75,7 +77,8 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "RATEBOT_SECRET_KEY is a placeholder or shorter than 32 characters; "
-                'set a random one, e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                "set a random one, e.g. "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         return self
 

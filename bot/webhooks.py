@@ -4,17 +4,17 @@ InboundEvent, and answers in the provider's own format."""
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from bot.api import RuntimeDep
-from bot.invitations import record_delivery_status
-from bot.runtime import Runtime
 from bot.conversation import Conversations
+from bot.invitations import record_delivery_status
 from bot.privacy import InvalidPhone, normalize_phone
+from bot.runtime import Runtime
 from channels import sms
 from channels.twilio import signature_is_valid
 from storage.base import ConversationBusy
@@ -25,16 +25,18 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def public_url(request: Request, base: str) -> str:
-    """The URL the provider called, as the provider saw it (``RATEBOT_PUBLIC_URL`` + path + query)."""
+    """The URL the provider called, as it saw it: ``RATEBOT_PUBLIC_URL`` + path + query."""
     query = request.url.query
     return base + request.url.path + (f"?{query}" if query else "")
 
 
 async def twilio_form(request: Request, rt: Runtime) -> FormData:
-    """The form of a Twilio webhook, once its signature is checked (404 when Twilio is not set up)."""
+    """A Twilio webhook's form, once its signature is checked (404 when Twilio is not set up)."""
     token = rt.settings.twilio_auth_token
     if not token:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured (RATEBOT_TWILIO_AUTH_TOKEN)")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "SMS is not configured (RATEBOT_TWILIO_AUTH_TOKEN)"
+        )
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"expected a {FORM} body")
     form = await request.form()
@@ -53,15 +55,21 @@ async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
         sender, text, message_sid = sms.parse_inbound(form)
     except sms.BadSmsRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    try:
+    with suppress(InvalidPhone):  # short codes and alphanumeric senders are hashed as they come
         sender = normalize_phone(sender)
-    except InvalidPhone:
-        pass  # short codes and alphanumeric senders are hashed as they come
-    event = sms.inbound_event(rt.privacy.contact_hash(sender), text, message_sid, settings.default_locale)
+    event = sms.inbound_event(
+        rt.privacy.contact_hash(sender), text, message_sid, settings.default_locale
+    )
     try:
-        reply = await Conversations(rt).handle(event, lambda events, locale: sms.twiml(sms.render_text(events, locale)))
+        reply = await Conversations(rt).handle(
+            event, lambda events, locale: sms.twiml(sms.render_text(events, locale))
+        )
     except ConversationBusy as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "conversation busy, retry", headers={"Retry-After": "1"}) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "conversation busy, retry",
+            headers={"Retry-After": "1"},
+        ) from exc
     return Response(reply, media_type="application/xml")
 
 
@@ -71,7 +79,11 @@ async def sms_status(request: Request, rt: RuntimeDep) -> Response:
     form = await twilio_form(request, rt)
     sid, state = form.get("MessageSid"), form.get("MessageStatus")
     if not isinstance(sid, str) or not isinstance(state, str) or not sid or not state:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "missing form field(s): MessageSid, MessageStatus")
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "missing form field(s): MessageSid, MessageStatus"
+        )
     error = form.get("ErrorCode")
-    await run_in_threadpool(record_delivery_status, rt, sid, state[:32], str(error)[:255] if error else None)
+    await run_in_threadpool(
+        record_delivery_status, rt, sid, state[:32], str(error)[:255] if error else None
+    )
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
 from datetime import datetime
 
 from sqlmodel import Session as DbSession
@@ -38,7 +39,9 @@ async def run_due(rt: Runtime) -> int:
     return len(invitations) + len(reminders) + len(expiring)
 
 
-def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[int, str, str, str]]]:
+def _due(
+    rt: Runtime, now: datetime
+) -> tuple[list[int], list[int], list[tuple[int, str, str, str]]]:
     with DbSession(rt.db) as db:
         invitations = db.exec(
             select(Invitation.id)
@@ -67,7 +70,9 @@ def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[i
     )
 
 
-async def expire_conversation(rt: Runtime, rating_id: int, channel: str, contact_hash: str, conversation_id: str) -> None:
+async def expire_conversation(
+    rt: Runtime, rating_id: int, channel: str, contact_hash: str, conversation_id: str
+) -> None:
     """Close a conversation that went quiet, keeping its rating as incomplete."""
     now = rt.clock()
     async with rt.store.turn(conversation_key(channel, contact_hash)) as turn:
@@ -77,7 +82,9 @@ async def expire_conversation(rt: Runtime, rating_id: int, channel: str, contact
                 await run_in_threadpool(_postpone, rt, rating_id, session.expires_at)
                 return
             sprint = engine.expire(rt.survey, session, now=now)
-            await run_in_threadpool(Conversations(rt).apply, sprint, session, channel, contact_hash, now)
+            await run_in_threadpool(
+                Conversations(rt).apply, sprint, session, channel, contact_hash, now
+            )
             turn.save(None, ttl=1)
         else:
             # The state store lost the conversation (an in-memory store restarted): keep the
@@ -108,7 +115,5 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
             await run_due(rt)
         except Exception:  # noqa: BLE001 - one bad job must not stop the timers; it is logged
             log.exception("worker tick failed")
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass

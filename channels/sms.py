@@ -8,8 +8,8 @@ from typing import Any
 
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dialogs.events import Event, InboundEvent, Prompt, Say
 from dialogs.engine import LEVEL_OPTIONS
+from dialogs.events import Event, InboundEvent, Prompt, Say
 from locales import gettext, ids
 
 CHANNEL = "sms"
@@ -30,7 +30,11 @@ def parse_inbound(form: Mapping[str, Any]) -> tuple[str, str, str]:
 def inbound_event(sender_hash: str, text: str, message_sid: str, locale: str) -> InboundEvent:
     """SMS carries no language: a new conversation gets the deployment's default locale."""
     return InboundEvent(
-        channel=CHANNEL, sender=sender_hash, text=text, delivery_id=f"sms:{message_sid}", locale=locale
+        channel=CHANNEL,
+        sender=sender_hash,
+        text=text,
+        delivery_id=f"sms:{message_sid}",
+        locale=locale,
     )
 
 
@@ -60,7 +64,9 @@ def _how_to_answer(prompt: Prompt, locale: str) -> list[str]:
 
     lines = []
     if prompt.kind == "level":
-        lines.append(gettext(locale, ids.SMS_REPLY_LEVEL, options=numbered(prompt.options or LEVEL_OPTIONS)))
+        lines.append(
+            gettext(locale, ids.SMS_REPLY_LEVEL, options=numbered(prompt.options or LEVEL_OPTIONS))
+        )
     elif prompt.kind == "choice":
         message = ids.SMS_REPLY_CHOICE_MANY if prompt.multiple else ids.SMS_REPLY_CHOICE_ONE
         lines.append(gettext(locale, message, options=numbered(prompt.options)))

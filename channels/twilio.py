@@ -17,7 +17,9 @@ from channels.base import Delivery
 log = logging.getLogger("ratebot.twilio")
 
 
-def signature_is_valid(auth_token: str, url: str, params: Mapping[str, Any], signature: str) -> bool:
+def signature_is_valid(
+    auth_token: str, url: str, params: Mapping[str, Any], signature: str
+) -> bool:
     """Whether ``X-Twilio-Signature`` signs ``url`` (exactly as Twilio called it) and ``params``."""
     return bool(signature) and RequestValidator(auth_token).validate(url, params, signature)
 
@@ -47,7 +49,10 @@ class TwilioSender:
     def send_text(self, to: str, body: str) -> Delivery:
         try:
             message = self.client.messages.create(
-                to=to, from_=self.from_number, body=body, status_callback=self.status_callback or values.unset
+                to=to,
+                from_=self.from_number,
+                body=body,
+                status_callback=self.status_callback or values.unset,
             )
         except TwilioRestException as exc:
             log.warning("twilio refused an SMS to %s: %s %s", mask(to), exc.code, exc.msg)

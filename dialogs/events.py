@@ -70,7 +70,9 @@ class RatingClosed:
     """
 
     outcome: Literal["complete", "incomplete", "discarded"]
-    reason: Literal["finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced"]
+    reason: Literal[
+        "finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced"
+    ]
 
 
 @dataclass(frozen=True, slots=True)

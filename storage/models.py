@@ -68,8 +68,11 @@ class ServiceRecord(SQLModel, table=True):
 
 
 class Invitation(SQLModel, table=True):
-    """An invitation to rate one case, over one channel. ``status``: scheduled (waiting for quiet
-    hours to end) → sent | failed; or suppressed, with ``reason`` (opted_out, cooldown, no_contact)."""
+    """An invitation to rate one case, over one channel.
+
+    ``status``: scheduled (waiting for quiet hours to end) → sending → sent | failed; or
+    suppressed, with ``reason`` (opted_out, cooldown, no_contact).
+    """
 
     __tablename__ = "invitations"
     __table_args__ = (sa.Index("ix_invitations_due", "status", "scheduled_at"),)

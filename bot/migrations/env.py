@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from ``storage.db.alembic_config``, the schema from the models."""
+"""Alembic environment: URL from ``storage.db.alembic_config``, schema from the models."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
@@ -12,7 +12,9 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_online() -> None:
     connectable = engine_from_config(
-        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
     )
     with connectable.connect() as connection:
         context.configure(

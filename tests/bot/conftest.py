@@ -67,8 +67,15 @@ class Harness:
         return {"X-Twilio-Signature": signature}
 
     async def sms(self, body: str, *, phone: str = PHONE, sid: str | None = None) -> httpx.Response:
-        form = {"From": phone, "To": "+8610690000", "Body": body, "MessageSid": sid or f"SM{next(self.sids):032d}"}
-        return await self.client.post("/channels/sms", data=form, headers=self.signed("/channels/sms", form))
+        form = {
+            "From": phone,
+            "To": "+8610690000",
+            "Body": body,
+            "MessageSid": sid or f"SM{next(self.sids):032d}",
+        }
+        return await self.client.post(
+            "/channels/sms", data=form, headers=self.signed("/channels/sms", form)
+        )
 
     async def reply_text(self, body: str, **kwargs: Any) -> str:
         """Send an SMS and return the text of the TwiML reply ("" for an empty <Response/>)."""
@@ -85,7 +92,9 @@ class Harness:
             key = create_api_key(db, role=role, name=f"test {role}", now=self.clock())
         return {"Authorization": f"Bearer {key}"}
 
-    async def report(self, record_no: str = "370200-2026-0001", *, phone: str | None = PHONE, **fields: Any) -> httpx.Response:
+    async def report(
+        self, record_no: str = "370200-2026-0001", *, phone: str | None = PHONE, **fields: Any
+    ) -> httpx.Response:
         body: dict[str, Any] = {
             "record_no": record_no,
             "item_code": "11370200MB1234567X",
@@ -143,7 +152,9 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def harness(backend: dict[str, Any], clock: FakeClock, settings_overrides: dict[str, Any]) -> AsyncIterator[Harness]:
+async def harness(
+    backend: dict[str, Any], clock: FakeClock, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Harness]:
     app = create_app(make_settings(**backend, **settings_overrides), clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

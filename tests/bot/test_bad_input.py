@@ -22,13 +22,17 @@ async def test_wrong_signature_is_403(harness: Harness) -> None:
 
 async def test_signature_for_another_url_is_403(harness: Harness) -> None:
     form = {"From": PHONE, "Body": "5", "MessageSid": "SM1"}
-    response = await harness.client.post("/channels/sms", data=form, headers=harness.signed("/channels/voice", form))
+    response = await harness.client.post(
+        "/channels/sms", data=form, headers=harness.signed("/channels/voice", form)
+    )
     assert response.status_code == 403
 
 
 async def test_body_over_64_kib_is_413(harness: Harness) -> None:
     form = {"From": PHONE, "Body": "x" * (70 * 1024), "MessageSid": "SM1"}
-    response = await harness.client.post("/channels/sms", data=form, headers=harness.signed("/channels/sms", form))
+    response = await harness.client.post(
+        "/channels/sms", data=form, headers=harness.signed("/channels/sms", form)
+    )
     assert response.status_code == 413 and "larger" in response.json()["detail"]
 
 
@@ -38,7 +42,9 @@ async def test_chunked_body_over_64_kib_is_413(harness: Harness) -> None:
             yield b"Body=" + b"x" * 1024
 
     response = await harness.client.post(
-        "/channels/sms", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+        "/channels/sms",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
 
@@ -57,13 +63,17 @@ async def test_empty_body_is_403_not_500(harness: Harness) -> None:
 
 async def test_signed_form_missing_fields_is_400(harness: Harness) -> None:
     form = {"Body": "5"}
-    response = await harness.client.post("/channels/sms", data=form, headers=harness.signed("/channels/sms", form))
+    response = await harness.client.post(
+        "/channels/sms", data=form, headers=harness.signed("/channels/sms", form)
+    )
     assert response.status_code == 400 and "From" in response.json()["detail"]
 
 
 async def test_garbage_form_bytes_are_refused_not_500(harness: Harness) -> None:
     response = await harness.client.post(
-        "/channels/sms", content=b"%ff%fe=\x00\x01&&==", headers={"content-type": "application/x-www-form-urlencoded"}
+        "/channels/sms",
+        content=b"%ff%fe=\x00\x01&&==",
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code in (400, 403)
 
@@ -80,9 +90,10 @@ async def test_sms_webhook_is_404_when_not_configured(database_url: str, clock) 
     from tests.bot.conftest import make_settings
 
     app = create_app(make_settings(database_url, twilio_auth_token=None), clock=clock)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            response = await client.post("/channels/sms", data={"From": PHONE})
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.post("/channels/sms", data={"From": PHONE})
     assert response.status_code == 404 and "RATEBOT_TWILIO_AUTH_TOKEN" in response.json()["detail"]
 
 
@@ -92,7 +103,9 @@ async def test_no_api_key_is_401(harness: Harness) -> None:
 
 
 async def test_unknown_api_key_is_401(harness: Harness) -> None:
-    response = await harness.client.get("/api/v1/ratings", headers={"Authorization": "Bearer rbk_nope"})
+    response = await harness.client.get(
+        "/api/v1/ratings", headers={"Authorization": "Bearer rbk_nope"}
+    )
     assert response.status_code == 401
 
 
@@ -122,11 +135,15 @@ async def test_malformed_json_is_422_with_reason(harness: Harness) -> None:
         ("item_name", None),
     ],
 )
-async def test_invalid_service_record_is_422_and_stores_nothing(harness: Harness, field: str, value: object) -> None:
+async def test_invalid_service_record_is_422_and_stores_nothing(
+    harness: Harness, field: str, value: object
+) -> None:
     response = await harness.report(**{field: value})
     assert response.status_code == 422, response.text
     assert response.json()["detail"]
-    lookup = await harness.client.get("/api/v1/service-records/370200-2026-0001", headers=harness.api_key())
+    lookup = await harness.client.get(
+        "/api/v1/service-records/370200-2026-0001", headers=harness.api_key()
+    )
     assert lookup.status_code == 404
 
 

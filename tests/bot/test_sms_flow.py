@@ -17,12 +17,16 @@ RECORD = "370200-2026-0001"
 
 
 async def record(h: Harness, record_no: str = RECORD) -> dict:
-    response = await h.client.get(f"/api/v1/service-records/{record_no}", headers=h.api_key("platform"))
+    response = await h.client.get(
+        f"/api/v1/service-records/{record_no}", headers=h.api_key("platform")
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-async def test_report_invites_by_console_outbox_with_masked_number(harness: Harness, capsys) -> None:
+async def test_report_invites_by_console_outbox_with_masked_number(
+    harness: Harness, capsys
+) -> None:
     response = await harness.report()
     assert response.status_code == 201, response.text
     body = response.json()
@@ -92,7 +96,11 @@ async def test_concurrent_deliveries_for_one_number_lose_no_answer(harness: Harn
     await harness.reply_text("0")
     rating = (await record(harness))["rating"]
     assert rating["status"] == "complete"
-    assert sorted(rating["dimensions"].values()) == [2, 3, 4]  # both racing answers kept, in some order
+    assert sorted(rating["dimensions"].values()) == [
+        2,
+        3,
+        4,
+    ]  # both racing answers kept, in some order
 
 
 async def test_same_record_twice_is_200_and_invites_nobody_again(harness: Harness) -> None:
@@ -107,10 +115,14 @@ async def test_unsolicited_rating_is_kept_and_marked(harness: Harness) -> None:
     response = await harness.client.get("/api/v1/ratings", headers=harness.api_key("admin"))
     items = response.json()["items"]
     assert len(items) == 1
-    assert items[0]["unsolicited"] is True and items[0]["record_no"] is None and items[0]["level"] == 4
+    assert (
+        items[0]["unsolicited"] is True and items[0]["record_no"] is None and items[0]["level"] == 4
+    )
 
 
-async def test_unsolicited_first_message_that_is_not_a_level_gets_the_opening_question(harness: Harness) -> None:
+async def test_unsolicited_first_message_that_is_not_a_level_gets_the_opening_question(
+    harness: Harness,
+) -> None:
     reply = await harness.reply_text("你好", phone="+8613900000000")
     assert "5 非常满意" in reply
     with DbSession(harness.rt.db) as db:

@@ -41,7 +41,9 @@ class FakeTwilio:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                user = base64.b64decode(self.headers.get("authorization", "Basic ").split(" ", 1)[1] or b"").decode()
+                user = base64.b64decode(
+                    self.headers.get("authorization", "Basic ").split(" ", 1)[1] or b""
+                ).decode()
                 fake.requests.append(Recorded("POST", self.path, form, user.split(":", 1)[0]))
                 if not self.path.endswith("/Messages.json"):
                     return self._json(404, {"code": 20404, "message": "not found", "status": 404})
@@ -49,8 +51,17 @@ class FakeTwilio:
                     code, message = fake.refuse[form["To"]]
                     return self._json(400, {"code": code, "message": message, "status": 400})
                 sid = f"SM{next(fake._ids):032x}"
-                self._json(201, {"sid": sid, "status": "queued", "to": form.get("To"), "from": form.get("From"),
-                                 "body": form.get("Body"), "account_sid": fake.account_sid})
+                self._json(
+                    201,
+                    {
+                        "sid": sid,
+                        "status": "queued",
+                        "to": form.get("To"),
+                        "from": form.get("From"),
+                        "body": form.get("Body"),
+                        "account_sid": fake.account_sid,
+                    },
+                )
 
             def _json(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
