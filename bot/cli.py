@@ -130,6 +130,28 @@ def cmd_chat(args: argparse.Namespace) -> None:
                 print(f"  · {type(e).__name__}")
 
 
+def cmd_simulate_sms(args: argparse.Namespace) -> None:
+    """Post one Twilio-signed SMS webhook to a running ratebot, as Twilio would, and print the
+    reply: for trying a deployment without a phone."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    settings = _settings()
+    if not settings.twilio_auth_token:
+        sys.exit("ratebot: set RATEBOT_TWILIO_AUTH_TOKEN (the same as the running service's)")
+    url = f"{settings.public_url}/channels/sms"
+    form = {
+        "From": args.phone,
+        "To": settings.twilio_from or "",
+        "Body": args.text,
+        "MessageSid": args.sid or f"SM{uuid4().hex}",
+    }
+    signature = RequestValidator(settings.twilio_auth_token).compute_signature(url, form)
+    response = httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
+    print(response.status_code)
+    print(response.text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratebot", description="Citizens rate government services in conversation."
@@ -149,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--locale")
     chat.add_argument("--record-no")
     chat.set_defaults(func=cmd_chat)
+
+    simulate = commands.add_parser(
+        "simulate-sms", help="send a Twilio-signed SMS webhook to RATEBOT_PUBLIC_URL"
+    )
+    simulate.add_argument(
+        "--phone", required=True, help="the citizen's number, e.g. +8613812341234"
+    )
+    simulate.add_argument("--sid", help="MessageSid (repeat one to see a retry answered the same)")
+    simulate.add_argument("text")
+    simulate.set_defaults(func=cmd_simulate_sms)
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True
