@@ -132,7 +132,7 @@ def resume(
     if session is None:
         first = survey.step(survey.start)
         session = _new_session(survey, new_session_id, now, locale)
-        if not (isinstance(first, LevelStep) and _parse(first, text) is not _UNUSABLE):
+        if not (isinstance(first, LevelStep) and _parse(survey, first, text) is not _UNUSABLE):
             return Sprint(session, [_prompt(survey, session)])
     return _answer(survey, session, text, now)
 
@@ -201,15 +201,29 @@ def _prompt(survey: Survey, session: Session, hint: str | None = None) -> Prompt
     return Prompt(step.id, step.prompt, "yes_no", YES_NO_OPTIONS, hint=hint)
 
 
-def _parse(step: LevelStep | ChoiceStep | TextStep | YesNoStep, text: str) -> Any:
+def _level_run(survey: Survey, step: LevelStep) -> list[LevelStep]:
+    """The level steps one message may answer at once from ``step``: the overall step and its
+    shortcut dimensions ("5 4 5 5"), or — from a dimension in the middle of that shortcut — the
+    dimensions left ("4 5 5" when asked about attitude)."""
+    for owner in survey.steps:
+        if isinstance(owner, LevelStep) and owner.shortcut:
+            run = [owner.id, *owner.shortcut]
+            if step.id in run:
+                rest = run[run.index(step.id) :]
+                return [step, *(survey.step(i) for i in rest[1:])]  # type: ignore[misc]
+    return [step]
+
+
+def _parse(survey: Survey, step: LevelStep | ChoiceStep | TextStep | YesNoStep, text: str) -> Any:
     """The answer ``text`` gives to ``step``, or ``_UNUSABLE``.
 
-    A level step with a shortcut gives a list: the overall level, then the shortcut dimensions.
+    Several levels at once (see :func:`_level_run`) give a list, in step order.
     """
     value: Any
     if isinstance(step, LevelStep):
-        if step.shortcut:
-            levels = parse_levels(text, 1 + len(step.shortcut))
+        run = _level_run(survey, step)
+        if len(run) > 1:
+            levels = parse_levels(text, len(run))
             if levels is not None:
                 return levels
         value = parse_level(text)
@@ -228,7 +242,7 @@ def _parse(step: LevelStep | ChoiceStep | TextStep | YesNoStep, text: str) -> An
 def _answer(survey: Survey, session: Session, text: str, now: datetime) -> Sprint:
     assert session.step is not None
     step = survey.step(session.step)
-    value = _parse(step, text)
+    value = _parse(survey, step, text)
     if value is _UNUSABLE:
         retries = session.retries + 1
         if retries >= survey.max_retries:
@@ -238,8 +252,8 @@ def _answer(survey: Survey, session: Session, text: str, now: datetime) -> Sprin
 
     answers = session.model_copy(deep=True).answers
     events: list[Event] = []
-    if isinstance(step, LevelStep) and isinstance(value, list):  # the shortcut
-        answered = [step, *(survey.step(step_id) for step_id in step.shortcut)]
+    if isinstance(step, LevelStep) and isinstance(value, list):  # several levels at once
+        answered: list[Any] = _level_run(survey, step)
         values: list[Any] = value
     else:
         answered, values = [step], [value]
