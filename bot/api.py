@@ -99,7 +99,16 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL: refuse it with a reason instead of failing to store it."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
 class CitizenIn(BaseModel):
+    _text_without_nul = field_validator("*")(_no_nul)
+
     phone: str | None = Field(default=None, max_length=32)
     wechat_openid: str | None = Field(default=None, max_length=128)
     telegram_chat_id: str | None = Field(default=None, max_length=32)
@@ -120,6 +129,7 @@ class ServiceRecordCreate(BaseModel):
     """A finished case (办件办结) as the service platform reports it."""
 
     model_config = ConfigDict(extra="ignore")
+    _text_without_nul = field_validator("*")(_no_nul)
 
     record_no: Annotated[Text, StringConstraints(max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
     item_code: Annotated[Text, StringConstraints(max_length=64)]

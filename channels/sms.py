@@ -24,7 +24,10 @@ def parse_inbound(form: Mapping[str, Any]) -> tuple[str, str, str]:
     missing = [name for name in ("From", "MessageSid") if not form.get(name)]
     if missing:
         raise BadSmsRequest(f"missing form field(s): {', '.join(missing)}")
-    return str(form["From"]), str(form.get("Body") or ""), str(form["MessageSid"])
+    body = str(form.get("Body") or "")
+    if "\x00" in body:  # no database text column can keep it; refuse rather than alter it
+        raise BadSmsRequest("Body contains a NUL character, which cannot be stored")
+    return str(form["From"]), body, str(form["MessageSid"])
 
 
 def inbound_event(sender_hash: str, text: str, message_sid: str, locale: str) -> InboundEvent:

@@ -90,9 +90,10 @@ async def test_sms_webhook_is_404_when_not_configured(database_url: str, clock) 
     from tests.bot.conftest import make_settings
 
     app = create_app(make_settings(database_url, twilio_auth_token=None), clock=clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
         response = await client.post("/channels/sms", data={"From": PHONE})
     assert response.status_code == 404 and "RATEBOT_TWILIO_AUTH_TOKEN" in response.json()["detail"]
 
@@ -133,6 +134,8 @@ async def test_malformed_json_is_422_with_reason(harness: Harness) -> None:
         ("citizen", {"phone": "not a phone"}),
         ("channel", "fax"),
         ("item_name", None),
+        ("item_name", "不动产\x00登记"),
+        ("citizen", {"phone": "13812341234", "locale": "en\x00"}),
     ],
 )
 async def test_invalid_service_record_is_422_and_stores_nothing(
@@ -157,3 +160,13 @@ async def test_bad_rating_filters_are_422(harness: Harness) -> None:
     for query in ("level=6", "level=abc", "page=0", "from=yesterday", "status=deleted"):
         response = await harness.client.get(f"/api/v1/ratings?{query}", headers=admin)
         assert response.status_code == 422, query
+
+
+async def test_nul_character_in_sms_is_400_and_changes_nothing(harness: Harness) -> None:
+    await harness.report()
+    form = {"From": PHONE, "Body": "5\x00", "MessageSid": "SM-nul"}
+    response = await harness.client.post(
+        "/channels/sms", data=form, headers=harness.signed("/channels/sms", form)
+    )
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert "服务态度" in await harness.reply_text("5")  # the conversation is where it was

@@ -272,3 +272,19 @@ async def test_phone_number_is_never_stored_in_clear(harness: Harness) -> None:
     dumped = repr(rec.model_dump()) + repr(invitation.model_dump())
     assert "13812341234" not in dumped
     assert harness.rt.privacy.decrypt(rec.phone_enc or "") == PHONE
+
+
+async def test_workers_running_at_once_send_each_invitation_and_reminder_once(
+    harness_quiet: Harness,
+) -> None:
+    h = harness_quiet
+    h.clock.now = h.clock.now.replace(hour=14)  # 22:00 in Shanghai: all three wait for the morning
+    for n in range(3):
+        await h.report(f"370200-2026-01{n}", phone=f"+861390000000{n}")
+    h.clock.advance(hours=10)
+    await asyncio.gather(*(worker.run_due(h.rt) for _ in range(4)))
+    h.clock.advance(hours=5)
+    await asyncio.gather(*(worker.run_due(h.rt) for _ in range(4)))
+    for n in range(3):
+        messages = (await record(h, f"370200-2026-01{n}"))["invitations"][0]["messages"]
+        assert [m["purpose"] for m in messages] == ["invitation", "reminder"]
