@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,10 @@ class Phase:
     concurrency: int
     window: float = 0.0  # seconds measured
     latencies: list[float] = field(default_factory=list)  # seconds, turns completed in the window
+    # The same, split: turns that write the database (the first, which opens the rating, and the
+    # last, which completes it) and those that only touch Redis (the ones in between).
+    db_latencies: list[float] = field(default_factory=list)
+    redis_latencies: list[float] = field(default_factory=list)
     turns_total: int = 0  # every turn sent, warm-up and drain included
     errors: int = 0  # non-200 or no answer, whole phase
     error_samples: list[str] = field(default_factory=list)
@@ -94,11 +97,17 @@ class Phase:
     def turns_per_second(self) -> float:
         return len(self.latencies) / self.window if self.window else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
+    def percentile_ms(self, q: float, latencies: list[float] | None = None) -> float:
+        latencies = self.latencies if latencies is None else latencies
+        if not latencies:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def cpu_ms_per_turn(self) -> float:
+        """Server CPU per turn: unlike turns/s, not skewed by other load on the machine."""
+        return 1000 * self.server_cpu * self.window / len(self.latencies) if self.latencies else 0.0
 
     @property
     def finished(self) -> int:
@@ -145,6 +154,7 @@ async def run_phase(
     thanks: str | None,
     request_timeout: float,
     drain_timeout: float,
+    profile_to: Path | None = None,
 ) -> Phase:
     phase = Phase(server, concurrency)
     validator = RequestValidator(AUTH_TOKEN)
@@ -198,6 +208,10 @@ async def run_phase(
                     break
                 if window_start <= sent and done <= (window_end[0] if window_end else deadline):
                     phase.latencies.append(done - sent)
+                    if i in (0, len(script) - 1):
+                        phase.db_latencies.append(done - sent)
+                    else:
+                        phase.redis_latencies.append(done - sent)
                 if thanks is not None and i == len(script) - 1 and thanks not in text:
                     phase.wrong_replies += 1
                     if len(phase.error_samples) < 5:
@@ -211,13 +225,13 @@ async def run_phase(
 
     timeout = aiohttp.ClientTimeout(total=request_timeout)
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    cpu0 = cpu_seconds(server_pid)
-    client0 = time.process_time()
-    busy0, total0 = machine_ticks()
+    profiler: subprocess.Popen[bytes] | None = None
     async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as session:
         tasks = [asyncio.create_task(citizen(session)) for _ in range(concurrency)]
         # Snapshot the CPU counters exactly when the measured window opens.
         await asyncio.sleep(max(0.0, window_start - now()))
+        if profile_to is not None:
+            profiler = start_profiler(server_pid, duration, profile_to)
         cpu0 = cpu_seconds(server_pid)
         client0 = time.process_time()
         busy0, total0 = machine_ticks()
@@ -231,6 +245,8 @@ async def run_phase(
         busy1, total1 = machine_ticks()
         phase.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
         stopping = True
+        if profiler is not None:
+            await asyncio.to_thread(stop_profiler, profiler)
         _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
         for task in pending:  # bounded: a conversation stuck past the drain is given up
             task.cancel()
@@ -240,6 +256,23 @@ async def run_phase(
                 raise task.exception()  # type: ignore[misc]
     phase.aborted += phase.started - phase.finished - phase.aborted
     return phase
+
+
+def start_profiler(pid: int, duration: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy (not a ratebot dependency: ``pip install py-spy``) sampling the server while the
+    window is open, only threads holding the GIL (CPU, not waiting), as collapsed stacks."""
+    py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(duration)))]
+    argv += ["--rate", "100", "--gil", "--nonblocking", "--format", "raw", "--output", str(output)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    try:
+        profiler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=10)
 
 
 # --- the servers ----------------------------------------------------------------------------------
@@ -253,7 +286,10 @@ class Server:
     ) -> None:
         self.name, self.port = name, port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+        # Kept open until stop(); left behind on purpose so a failed run can be read.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"bench-{name}-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
             argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -375,7 +411,7 @@ def contact_hashes(phones: list[str]) -> list[str]:
 
 
 def check_database(database_url: str, phases: list[Phase]) -> DbCheck:
-    """Count what the run's numbers left in the database (only theirs: the database may be shared)."""
+    """Count what this run's numbers left in the database (only theirs: it may be shared)."""
     hashes = contact_hashes([p for phase in phases for p in phase.phones])
     mine = "r.citizen_hash = ANY(:hashes)"
     engine = sa.create_engine(sa_url(database_url))
@@ -384,7 +420,7 @@ def check_database(database_url: str, phases: list[Phase]) -> DbCheck:
         def one(sql: str, **params: Any) -> int:
             return int(c.execute(sa.text(sql), {"hashes": hashes, **params}).scalar_one())
 
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             c.execute(
                 sa.text(f"SELECT status, count(*) FROM ratings r WHERE {mine} GROUP BY status"),
                 {"hashes": hashes},
@@ -453,7 +489,8 @@ def run_levels(
     try:
         for level in levels:
             print(
-                f"  {server.name}: {level} concurrent citizens, {args.warmup:g}s warm-up + {args.duration:g}s ...",
+                f"  {server.name}: {level} concurrent citizens, "
+                f"{args.warmup:g}s warm-up + {args.duration:g}s ...",
                 flush=True,
             )
             phase = runner.run(
@@ -469,6 +506,11 @@ def run_levels(
                     thanks=thanks,
                     request_timeout=args.request_timeout,
                     drain_timeout=args.drain_timeout,
+                    profile_to=(
+                        args.profile_dir / f"{server.name}-{level}.collapsed"
+                        if args.profile_dir
+                        else None
+                    ),
                 )
             )
             phases.append(phase)
@@ -494,8 +536,13 @@ def describe(p: Phase) -> str:
         f"{p.turns_per_second:7.1f} turns/s  p50 {p.percentile_ms(0.50):6.1f} ms  "
         f"p99 {p.percentile_ms(0.99):6.1f} ms  errors {p.errors}  "
         f"conversations {p.finished} finished / {p.aborted} aborted  "
-        f"CPU server {100 * p.server_cpu:3.0f}% of a core, client {100 * p.client_cpu:3.0f}%, "
-        f"machine {100 * p.machine_busy:3.0f}% of {os.cpu_count()} cores"
+        f"CPU server {100 * p.server_cpu:3.0f}% of a core ({p.cpu_ms_per_turn:.2f} ms/turn), "
+        f"client {100 * p.client_cpu:3.0f}%, "
+        f"machine {100 * p.machine_busy:3.0f}% of {os.cpu_count()} cores\n"
+        f"      database turns p50 {p.percentile_ms(0.5, p.db_latencies):6.1f} ms "
+        f"p99 {p.percentile_ms(0.99, p.db_latencies):6.1f} ms; "
+        f"Redis-only turns p50 {p.percentile_ms(0.5, p.redis_latencies):6.1f} ms "
+        f"p99 {p.percentile_ms(0.99, p.redis_latencies):6.1f} ms"
     )
 
 
@@ -539,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="the level whose p99 is held to the target (default: the lowest)",
     )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="record each measured window of each server with py-spy (installed separately) "
+        "into DIR/<server>-<level>.collapsed; summarize with bench/hotspots.py. Slows the server.",
+    )
     parser.add_argument("--request-timeout", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
@@ -546,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     if not levels or min(levels) < 1:
         parser.error("--concurrency needs positive integers")
     latency_level = args.latency_level or min(levels)
+    if args.profile_dir:
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
     if latency_level not in levels:
         parser.error("--latency-level must be one of the --concurrency levels")
 
@@ -574,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         flush_redis(args.redis_url)
         print(
-            f"ratebot serve --workers 1 on :{port}, database {urlsplit(database_url).path[1:]}, redis {args.redis_url}"
+            f"ratebot serve --workers 1 on :{port}, "
+            f"database {urlsplit(database_url).path[1:]}, redis {args.redis_url}"
         )
         server = Server(
             "ratebot",
@@ -629,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
             flush_redis(args.redis_url)
     finally:
+        with contextlib.suppress(Exception):
+            flush_redis(args.redis_url)  # leave no conversation state behind
         if fresh_db and not args.keep_db:
             drop_database(args.admin_database_url, fresh_db)
         elif args.database_url and not args.keep_db and ours:
@@ -646,12 +704,17 @@ def report(
     latency_level: int,
 ) -> int:
     print()
-    print("| server | citizens | turns/s | p50 ms | p99 ms | errors | server CPU | client CPU |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| server | citizens | turns/s | p50 ms | p99 ms | errors "
+        "| server CPU | server CPU ms/turn | client CPU | machine busy |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in [*ours, *bare]:
         print(
-            f"| {p.server} | {p.concurrency} | {p.turns_per_second:.0f} | {p.percentile_ms(0.5):.1f} | "
-            f"{p.percentile_ms(0.99):.1f} | {p.errors} | {100 * p.server_cpu:.0f}% | {100 * p.client_cpu:.0f}% |"
+            f"| {p.server} | {p.concurrency} | {p.turns_per_second:.0f} "
+            f"| {p.percentile_ms(0.5):.1f} | {p.percentile_ms(0.99):.1f} | {p.errors} "
+            f"| {100 * p.server_cpu:.0f}% | {p.cpu_ms_per_turn:.2f} | {100 * p.client_cpu:.0f}% "
+            f"| {100 * p.machine_busy:.0f}% |"
         )
     print()
     verdicts: list[tuple[str, bool]] = []
@@ -661,6 +724,12 @@ def report(
         if b is not None and b.turns_per_second:
             ratio = p.turns_per_second / b.turns_per_second
             print(
+                f"{p.concurrency} citizens: ours/bare server CPU per turn "
+                f"{p.cpu_ms_per_turn / b.cpu_ms_per_turn:.1f}x"
+                if b.cpu_ms_per_turn
+                else ""
+            )
+            print(
                 f"{p.concurrency} citizens: ours/bare throughput {ratio:.2f} "
                 f"({p.turns_per_second:.0f} / {b.turns_per_second:.0f} turns/s), "
                 f"p99 ours {p.percentile_ms(0.99):.1f} ms vs bare {b.percentile_ms(0.99):.1f} ms"
@@ -668,7 +737,8 @@ def report(
             if p.concurrency == max(levels):
                 verdicts.append(
                     (
-                        f"throughput >= {TARGET_RATIO:.0%} of bare at {p.concurrency} citizens ({ratio:.0%})",
+                        f"throughput >= {TARGET_RATIO:.0%} of bare "
+                        f"at {p.concurrency} citizens ({ratio:.0%})",
                         ratio >= TARGET_RATIO,
                     )
                 )
@@ -688,10 +758,12 @@ def report(
     )
     if check is not None:
         print(
-            f"database: {check.complete} complete ratings for {check.expected_complete} finished conversations "
-            f"({check.with_comment} good with comment / {check.expected_good}, {check.complaints} complaints / "
-            f"{check.expected_bad}, {check.dimension_rows} dimension rows); in_progress {check.in_progress} "
-            f"(= aborted conversations {sum(p.aborted for p in ours)}), incomplete {check.incomplete}"
+            f"database: {check.complete} complete ratings for {check.expected_complete} "
+            f"finished conversations ({check.with_comment} good with comment / "
+            f"{check.expected_good}, {check.complaints} complaints / {check.expected_bad}, "
+            f"{check.dimension_rows} dimension rows); in_progress {check.in_progress} "
+            f"(= aborted conversations {sum(p.aborted for p in ours)}), "
+            f"incomplete {check.incomplete}"
         )
         verdicts.append(
             ("every finished conversation is exactly one complete rating in the database", check.ok)

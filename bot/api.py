@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session as DbSession
 from sqlmodel import col, func, select
 
-from bot.invitations import dispatch_invitation, new_invitation
+from bot.invitations import deliver_invitation, new_invitation
 from bot.privacy import mask, normalize_phone
 from bot.runtime import Runtime
 from locales import normalize_locale
@@ -159,7 +159,7 @@ async def report_service_record(
 
     record_id, invitation_id, created = await run_in_threadpool(_register, rt, body)
     if invitation_id is not None:
-        await dispatch_invitation(rt, invitation_id)
+        await deliver_invitation(rt, invitation_id)
     if not created:
         response.status_code = status.HTTP_200_OK
     return await run_in_threadpool(_record_view, rt, record_id)
@@ -202,12 +202,8 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
             assert existing is not None
             return existing, None, False
         assert record.id is not None
-        due = (
-            invitation.status == "scheduled"
-            and invitation.scheduled_at is not None
-            and invitation.scheduled_at <= now
-        )
-        return record.id, invitation.id if due else None, True
+        # "sending": due now and claimed by this request (quiet hours leave it "scheduled")
+        return record.id, invitation.id if invitation.status == "sending" else None, True
 
 
 @router.get("/service-records/{record_no}", dependencies=[require_role("platform")])

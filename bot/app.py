@@ -22,6 +22,7 @@ from storage.models import utcnow
 
 log = logging.getLogger("ratebot")
 MAX_BODY_BYTES = 64 * 1024
+READY_TIMEOUT = 3  # seconds for each store to answer /readyz
 
 
 class BodyLimit:
@@ -97,14 +98,14 @@ def create_app(
     async def readyz(rt: api.RuntimeDep) -> Response:
         """The database and the state store answer."""
         problems = {}
-        try:
-            await run_in_threadpool(_ping_db, rt)
-        except Exception as exc:  # noqa: BLE001 - readiness reports any failure
-            problems["database"] = type(exc).__name__
-        try:
-            await rt.store.ping()
-        except Exception as exc:  # noqa: BLE001
-            problems["state_store"] = type(exc).__name__
+        for part, check in (
+            ("database", run_in_threadpool(_ping_db, rt)),
+            ("state_store", rt.store.ping()),
+        ):
+            try:
+                await asyncio.wait_for(check, timeout=READY_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+                problems[part] = type(exc).__name__
         if problems:
             return JSONResponse({"detail": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -21,7 +21,14 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        sys.exit(f"ratebot: bad configuration:\n{exc}")
+        # Name the variable and the reason, never the value: it may be a secret.
+        problems = "\n".join(
+            f"  RATEBOT_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else f"  {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        sys.exit(f"ratebot: bad configuration:\n{problems}")
 
 
 def _embedded_upgrade(settings: Settings) -> None:

@@ -14,12 +14,11 @@ from typing import Any
 from uuid import uuid4
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.optouts import opt_in, opt_out
-from bot.ratings import AlreadyRated, save_rating
+from bot.ratings import save_rating
 from bot.runtime import Runtime
 from dialogs import engine
 from dialogs.events import (
@@ -116,7 +115,7 @@ class Conversations:
             )  # the first level makes it a rating, kept even if left unfinished
         session = closing or current
         try:
-            with DbSession(self.rt.db) as db, db.begin():
+            with self.rt.db.begin() as db:
                 for event in sprint.events:
                     if isinstance(event, OptedOut) and not opt_out(db, contact_hash, channel, now):
                         # Confirmed once: a repeated STOP gets no second confirmation.
@@ -133,7 +132,7 @@ class Conversations:
                         citizen_hash=contact_hash,
                         now=now,
                     )
-        except (AlreadyRated, IntegrityError):
+        except IntegrityError:  # the case was rated in another conversation (一事一评)
             log.info(
                 "case %s already rated; conversation %s closed",
                 session and session.record_no,

@@ -65,7 +65,7 @@ def new_invitation(
     )
     if contact_hash is None:
         invitation.status, invitation.reason = "suppressed", "no_contact"
-    elif is_opted_out(db, contact_hash):
+    elif is_opted_out(db.connection(), contact_hash):
         invitation.status, invitation.reason = "suppressed", "opted_out"
     elif _recently_invited(
         db, contact_hash, now - timedelta(hours=rt.settings.invite_cooldown_hours)
@@ -73,6 +73,10 @@ def new_invitation(
         invitation.status, invitation.reason = "suppressed", "cooldown"
     else:
         invitation.scheduled_at = send_time(now, rt.settings.zone, rt.settings.quiet_window)
+        if invitation.scheduled_at <= now:
+            # Due now: claimed by the request that reports the case, which sends it at once
+            # (so no worker can take it in between).
+            invitation.status = "sending"
     db.add(invitation)
     return invitation
 
@@ -102,13 +106,16 @@ def invitation_params(record: ServiceRecord, rt: Runtime) -> dict[str, Any]:
 
 
 async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
-    """Send a due invitation and open its conversation. Safe to call from several places at once:
-    only the caller that claims it sends it."""
+    """Send a scheduled invitation that has come due. Safe to call from several workers at once:
+    only the one that claims it sends it."""
+    if await run_in_threadpool(_claim, rt, invitation_id, rt.clock()):
+        await deliver_invitation(rt, invitation_id)
+
+
+async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
+    """Send an invitation its caller has claimed (status ``sending``) and open its conversation."""
     now = rt.clock()
-    claimed = await run_in_threadpool(_claim, rt, invitation_id, now)
-    if claimed is None:
-        return
-    invitation, record = claimed
+    invitation, record = await run_in_threadpool(_load_invitation, rt, invitation_id)
     assert record.phone_enc and record.phone_hash and invitation.id is not None
     key = conversation_key(invitation.channel, record.phone_hash)
     async with rt.store.turn(key) as turn:
@@ -140,9 +147,13 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
     await run_in_threadpool(_record_sent, rt, invitation.id, record, delivery, "invitation", now)
 
 
-def _claim(
-    rt: Runtime, invitation_id: int, now: datetime
-) -> tuple[Invitation, ServiceRecord] | None:
+def _load_invitation(rt: Runtime, invitation_id: int) -> tuple[Invitation, ServiceRecord]:
+    with DbSession(rt.db, expire_on_commit=False) as db:
+        invitation = db.get_one(Invitation, invitation_id)
+        return invitation, db.get_one(ServiceRecord, invitation.record_id)
+
+
+def _claim(rt: Runtime, invitation_id: int, now: datetime) -> bool:
     with DbSession(rt.db) as db, db.begin():
         claimed = db.exec(  # type: ignore[call-overload]
             update(Invitation)
@@ -154,16 +165,14 @@ def _claim(
             .values(status="sending")
         )
         if claimed.rowcount != 1:
-            return None
+            return False
         invitation = db.get_one(Invitation, invitation_id)
-        record = db.get_one(ServiceRecord, invitation.record_id)
-        if invitation.contact_hash and is_opted_out(db, invitation.contact_hash):
+        if invitation.contact_hash and is_opted_out(db.connection(), invitation.contact_hash):
             # STOP arrived while it waited for the quiet hours to end.
             invitation.status, invitation.reason = "suppressed", "opted_out"
             db.add(invitation)
-            return None
-        db.expunge_all()
-        return invitation, record
+            return False
+        return True
 
 
 def _record_sent(
@@ -252,7 +261,7 @@ def _claim_reminder(
             return None
         invitation = db.get_one(Invitation, invitation_id)
         record = db.get_one(ServiceRecord, invitation.record_id)
-        if invitation.contact_hash and is_opted_out(db, invitation.contact_hash):
+        if invitation.contact_hash and is_opted_out(db.connection(), invitation.contact_hash):
             return None
         db.expunge_all()
         return invitation, record

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ from storage.models import Invitation, Rating
 
 log = logging.getLogger("ratebot.worker")
 BATCH = 100
+INTERRUPTED_AFTER = timedelta(minutes=10)
 
 
 async def run_due(rt: Runtime) -> int:
@@ -43,6 +45,17 @@ def _due(
     rt: Runtime, now: datetime
 ) -> tuple[list[int], list[int], list[tuple[int, str, str, str]]]:
     with DbSession(rt.db) as db:
+        # A send that never finished (its process died between claim and provider): whether the
+        # provider got it is unknown, so it is marked failed rather than sent a second time.
+        db.exec(  # type: ignore[call-overload]
+            update(Invitation)
+            .where(
+                col(Invitation.status) == "sending",
+                col(Invitation.scheduled_at) <= now - INTERRUPTED_AFTER,
+            )
+            .values(status="failed", reason="interrupted")
+        )
+        db.commit()
         invitations = db.exec(
             select(Invitation.id)
             .where(Invitation.status == "scheduled", col(Invitation.scheduled_at) <= now)

@@ -209,8 +209,9 @@ def _level_run(survey: Survey, step: LevelStep) -> list[LevelStep]:
         if isinstance(owner, LevelStep) and owner.shortcut:
             run = [owner.id, *owner.shortcut]
             if step.id in run:
-                rest = run[run.index(step.id) :]
-                return [step, *(survey.step(i) for i in rest[1:])]  # type: ignore[misc]
+                later = run[run.index(step.id) + 1 :]
+                # the survey validator makes every shortcut entry a level step
+                return [step, *(s for i in later if isinstance(s := survey.step(i), LevelStep))]
     return [step]
 
 

@@ -35,7 +35,15 @@ def create_db_engine(url: str) -> sa.Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout on the webhook path; stale connections
+    # are recycled instead, and a failed turn is retried by the provider.
+    return sa.create_engine(
+        url,
+        pool_size=20,
+        max_overflow=20,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -93,7 +93,12 @@ class RedisConversationStore(ConversationStore):
 
         ``connection_kwargs`` go to ``Redis.from_url``; the rest to the constructor.
         """
-        return cls(Redis.from_url(url, **(connection_kwargs or {})), **kwargs)
+        options = {
+            "socket_connect_timeout": 5,
+            "health_check_interval": 30,
+            **(connection_kwargs or {}),
+        }
+        return cls(Redis.from_url(url, **options), **kwargs)
 
     def _keys(self, key: str, delivery_id: str | None) -> list[str]:
         base = f"{self.prefix}{{{key}}}:"

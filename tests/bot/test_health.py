@@ -53,7 +53,9 @@ async def test_readyz_is_ready_when_both_stores_answer(harness: Harness) -> None
 
 
 async def test_readyz_is_503_naming_the_database_when_it_is_down(backend: dict[str, Any]) -> None:
-    async with client_for(database_url=UNREACHABLE_POSTGRES, redis_url=backend["redis_url"]) as client:
+    async with client_for(
+        database_url=UNREACHABLE_POSTGRES, redis_url=backend["redis_url"]
+    ) as client:
         started = time.monotonic()
         response = await client.get("/readyz")
         elapsed = time.monotonic() - started
@@ -66,8 +68,12 @@ async def test_readyz_is_503_naming_the_database_when_it_is_down(backend: dict[s
     assert elapsed < READINESS_BUDGET, f"readiness took {elapsed:.1f}s with the database down"
 
 
-async def test_readyz_is_503_naming_the_state_store_when_redis_is_down(backend: dict[str, Any]) -> None:
-    async with client_for(database_url=backend["database_url"], redis_url=UNREACHABLE_REDIS) as client:
+async def test_readyz_is_503_naming_the_state_store_when_redis_is_down(
+    backend: dict[str, Any],
+) -> None:
+    async with client_for(
+        database_url=backend["database_url"], redis_url=UNREACHABLE_REDIS
+    ) as client:
         started = time.monotonic()
         response = await client.get("/readyz")
         elapsed = time.monotonic() - started

@@ -24,9 +24,10 @@ async def twilio_harness(
         twilio_api_url=fake_twilio.url,  # type: ignore[attr-defined]
     )
     app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as client,
+    ):
         yield Harness(client=client, rt=app.state.runtime, clock=clock)
 
 
@@ -95,9 +96,10 @@ async def test_unreachable_twilio_is_recorded_as_failed(
         twilio_api_url="http://127.0.0.1:9",  # nothing listens on the discard port
     )
     app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as client,
+    ):
         h = Harness(client=client, rt=app.state.runtime, clock=clock)
         response = await h.report()
     assert response.status_code == 201
