@@ -26,7 +26,11 @@ READY_TIMEOUT = 3  # seconds for each store to answer /readyz
 
 
 class BodyLimit:
-    """413 for a body over ``limit`` bytes, whether it declares its length or streams it."""
+    """413 for a body over ``limit`` bytes, whether it declares its length or streams it.
+
+    FastAPI's own ``max_body_size`` answers a declared length with plain text; every error of
+    this API is JSON with a ``detail``.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from bot.api import RuntimeDep
+from bot.api import RuntimeDep, get_runtime
 from bot.conversation import Conversations
 from bot.invitations import record_delivery_status
 from bot.privacy import InvalidPhone, normalize_phone
@@ -47,8 +47,9 @@ async def twilio_form(request: Request, rt: Runtime) -> FormData:
 
 
 @router.post("/sms")
-async def sms_webhook(request: Request, rt: RuntimeDep) -> Response:
+async def sms_webhook(request: Request) -> Response:
     """Twilio Messaging: one inbound SMS → TwiML with the reply."""
+    rt = get_runtime(request)  # not a Depends: dependency solving is a visible cost per turn
     settings = rt.settings
     form = await twilio_form(request, rt)
     try:
