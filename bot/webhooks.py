@@ -17,6 +17,7 @@ from bot.privacy import InvalidPhone, normalize_phone
 from bot.runtime import Runtime
 from channels import sms
 from channels.twilio import signature_is_valid
+from locales import gettext, ids
 from storage.base import ConversationBusy
 
 log = logging.getLogger("ratebot.webhooks")
@@ -65,12 +66,11 @@ async def sms_webhook(request: Request) -> Response:
         reply = await Conversations(rt).handle(
             event, lambda events, locale: sms.twiml(sms.render_text(events, locale))
         )
-    except ConversationBusy as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "conversation busy, retry",
-            headers={"Retry-After": "1"},
-        ) from exc
+    except ConversationBusy:
+        # The conversation stayed locked past the wait (a stuck turn): ask the citizen to send
+        # it again. Nothing was written or remembered, so the resend is handled as new.
+        log.warning("conversation busy; asked the citizen to resend")
+        reply = sms.twiml(gettext(settings.default_locale, ids.ERROR_BUSY))
     return Response(reply, media_type="application/xml")
 
 

@@ -288,3 +288,17 @@ async def test_workers_running_at_once_send_each_invitation_and_reminder_once(
     for n in range(3):
         messages = (await record(h, f"370200-2026-01{n}"))["invitations"][0]["messages"]
         assert [m["purpose"] for m in messages] == ["invitation", "reminder"]
+
+
+async def test_busy_conversation_asks_to_resend_and_remembers_nothing(harness: Harness) -> None:
+    from bot.conversation import conversation_key
+    from storage.state import conversation_store_from_url
+
+    await harness.rt.store.close()
+    harness.rt.store = conversation_store_from_url(harness.rt.settings.redis_url, lock_timeout=0.2)
+    await harness.report()
+    key = conversation_key("sms", harness.rt.privacy.contact_hash(PHONE))
+    async with harness.rt.store.turn(key):  # another turn holds the conversation
+        busy = await harness.reply_text("5", sid="SM-busy")
+    assert "稍后" in busy
+    assert "服务态度" in await harness.reply_text("5", sid="SM-busy")  # the resend counts
