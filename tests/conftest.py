@@ -83,7 +83,9 @@ def postgres_url() -> Iterator[str]:
     from storage.db import normalize_url, upgrade
 
     admin_url = os.environ.get("RATEBOT_TEST_POSTGRES_URL") or DEFAULT_TEST_POSTGRES_URL
-    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+    admin = sa.create_engine(
+        normalize_url(admin_url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
+    )
 
     def check() -> None:
         with admin.connect() as connection:
@@ -94,15 +96,19 @@ def postgres_url() -> Iterator[str]:
         check,
         where=redact_url(admin_url),
         hint=(
-            "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
-            "or set RATEBOT_TEST_POSTGRES_URL"
+            "start it with `pg_ctlcluster --skip-systemctl-redirect "
+            "$(ls /etc/postgresql) main start` or set RATEBOT_TEST_POSTGRES_URL"
         ),
     )
     name = f"ratebot_test_{os.getpid()}"
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+    url = (
+        sa.engine.make_url(normalize_url(admin_url))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
     upgrade(url)
     yield url
     with admin.connect() as connection:
