@@ -153,18 +153,18 @@ def _load_invitation(rt: Runtime, invitation_id: int) -> tuple[Invitation, Servi
         return invitation, db.get_one(ServiceRecord, invitation.record_id)
 
 
+def _claim_row(db: DbSession, invitation_id: int, *conditions: Any, **values: Any) -> bool:
+    """Take a timer job: a conditional UPDATE that only one of many concurrent workers wins."""
+    claimed = db.exec(  # type: ignore[call-overload]
+        update(Invitation).where(col(Invitation.id) == invitation_id, *conditions).values(**values)
+    )
+    return bool(claimed.rowcount == 1)
+
+
 def _claim(rt: Runtime, invitation_id: int, now: datetime) -> bool:
     with DbSession(rt.db) as db, db.begin():
-        claimed = db.exec(  # type: ignore[call-overload]
-            update(Invitation)
-            .where(
-                col(Invitation.id) == invitation_id,
-                col(Invitation.status) == "scheduled",
-                col(Invitation.scheduled_at) <= now,
-            )
-            .values(status="sending")
-        )
-        if claimed.rowcount != 1:
+        due = (col(Invitation.status) == "scheduled", col(Invitation.scheduled_at) <= now)
+        if not _claim_row(db, invitation_id, *due, status="sending"):
             return False
         invitation = db.get_one(Invitation, invitation_id)
         if invitation.contact_hash and is_opted_out(db.connection(), invitation.contact_hash):
@@ -247,17 +247,12 @@ def _claim_reminder(
     rt: Runtime, invitation_id: int, now: datetime
 ) -> tuple[Invitation, ServiceRecord] | None:
     with DbSession(rt.db) as db, db.begin():
-        claimed = db.exec(  # type: ignore[call-overload]
-            update(Invitation)
-            .where(
-                col(Invitation.id) == invitation_id,
-                col(Invitation.status) == "sent",
-                col(Invitation.remind_at) <= now,
-                col(Invitation.reminded_at).is_(None),
-            )
-            .values(reminded_at=now)
+        due = (
+            col(Invitation.status) == "sent",
+            col(Invitation.remind_at) <= now,
+            col(Invitation.reminded_at).is_(None),
         )
-        if claimed.rowcount != 1:
+        if not _claim_row(db, invitation_id, *due, reminded_at=now):
             return None
         invitation = db.get_one(Invitation, invitation_id)
         record = db.get_one(ServiceRecord, invitation.record_id)

@@ -20,10 +20,10 @@ from bot.settings import Settings
 from storage.db import upgrade
 from tests.conftest import truncate_all
 from tests.fakes.twilio_api import FakeTwilio
+from tests.samples import PHONE, service_record
 
 PUBLIC_URL = "https://ratebot.example.gov.cn"
 AUTH_TOKEN = "test-auth-token"
-PHONE = "+8613812341234"
 
 
 class FakeClock:
@@ -95,19 +95,7 @@ class Harness:
     async def report(
         self, record_no: str = "370200-2026-0001", *, phone: str | None = PHONE, **fields: Any
     ) -> httpx.Response:
-        body: dict[str, Any] = {
-            "record_no": record_no,
-            "item_code": "11370200MB1234567X",
-            "item_name": "不动产登记",
-            "department": "市自然资源局",
-            "district": "370202",
-            "hall": "烟台市政务服务中心",
-            "window": "A12",
-            "clerk": "张三",
-            "completed_at": "2026-11-27T09:30:00+08:00",
-            "citizen": {"phone": phone} if phone else None,
-        }
-        body.update(fields)
+        body = {**service_record(record_no, phone), **fields}
         if not hasattr(self, "_platform"):
             self._platform = self.api_key("platform")
         return await self.client.post("/api/v1/service-records", json=body, headers=self._platform)

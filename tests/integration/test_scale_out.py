@@ -33,6 +33,7 @@ from twilio.request_validator import RequestValidator
 
 from storage.db import normalize_url
 from tests.conftest import redact_url, truncate_all
+from tests.samples import service_record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -153,20 +154,8 @@ class Cluster:
         )
 
     def report(self, server: str, record_no: str, phone: str) -> httpx.Response:
-        body: dict[str, Any] = {
-            "record_no": record_no,
-            "item_code": "11370200MB1234567X",
-            "item_name": "不动产登记",
-            "department": "市自然资源局",
-            "district": "370202",
-            "hall": "烟台市政务服务中心",
-            "window": "A12",
-            "clerk": "张三",
-            "completed_at": "2026-11-27T09:30:00+08:00",
-            "citizen": {"phone": phone},
-        }
         with self.api(server) as client:
-            return client.post("/api/v1/service-records", json=body)
+            return client.post("/api/v1/service-records", json=service_record(record_no, phone))
 
     def record(self, server: str, record_no: str) -> dict[str, Any]:
         with self.api(server) as client:
