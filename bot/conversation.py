@@ -76,16 +76,14 @@ class Conversations:
             sprint = engine.resume(
                 self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
             )
-            events = sprint.events
             if _touches_records(sprint):
                 sprint = await run_in_threadpool(
                     self.apply, sprint, before, event.channel, event.sender, now
                 )
-                events = sprint.events
             after = sprint.session
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
-            reply = render(events, locale)
+            reply = render(sprint.events, locale)
             turn.save(
                 after.model_dump(mode="json") if after else None,
                 ttl=session_ttl(after, now) if after else 1,
@@ -110,9 +108,8 @@ class Conversations:
         if closed is not None and closing is not None:
             writes.append((closing, closed.outcome))
         if current is not None and current.step is not None and any(_is_level(e) for e in events):
-            writes.append(
-                (current, None)
-            )  # the first level makes it a rating, kept even if left unfinished
+            # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
+            writes.append((current, None))
         session = closing or current
         try:
             with self.rt.db.begin() as db:
@@ -138,7 +135,7 @@ class Conversations:
                 session and session.record_no,
                 session and session.id,
             )
-            assert session is not None
+            assert session is not None  # only rating writes raise it, and they have a session
             done = session.model_copy(update={"step": None, "outcome": "discarded"})
             return Sprint(done, [Say(engine.ALREADY_RATED)])
         if closed is not None:

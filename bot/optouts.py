@@ -6,19 +6,24 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from storage.models import OptOut
+from storage.models import OptOut, UTCDateTime
 
 opt_outs = OptOut.__table__  # type: ignore[attr-defined]
 
 
+OPT_OUT = sa.text(
+    """
+    INSERT INTO opt_outs (contact_hash, channel, created_at) VALUES (:contact_hash, :channel, :now)
+    ON CONFLICT (contact_hash) DO NOTHING
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime))
+
+
 def opt_out(conn: sa.Connection, contact_hash: str, channel: str, now: datetime) -> bool:
-    """Record an opt-out. False when the contact had opted out already."""
-    if is_opted_out(conn, contact_hash):
-        return False
-    conn.execute(
-        sa.insert(opt_outs).values(contact_hash=contact_hash, channel=channel, created_at=now)
-    )
-    return True
+    """Record an opt-out. False when the contact had opted out already (even a moment ago, from
+    another channel: the insert then does nothing rather than fail)."""
+    inserted = conn.execute(OPT_OUT, {"contact_hash": contact_hash, "channel": channel, "now": now})
+    return bool(inserted.rowcount == 1)
 
 
 def opt_in(conn: sa.Connection, contact_hash: str) -> None:
