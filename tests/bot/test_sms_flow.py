@@ -302,3 +302,31 @@ async def test_busy_conversation_asks_to_resend_and_remembers_nothing(harness: H
         busy = await harness.reply_text("5", sid="SM-busy")
     assert "稍后" in busy
     assert "服务态度" in await harness.reply_text("5", sid="SM-busy")  # the resend counts
+
+
+async def test_send_interrupted_midway_is_marked_failed_not_sent_twice(harness: Harness) -> None:
+    await harness.report()
+    with DbSession(harness.rt.db) as db:
+        invitation = db.exec(select(Invitation)).one()
+        invitation.status = "sending"  # as if the process died between claim and provider
+        db.add(invitation)
+        db.commit()
+    harness.clock.advance(minutes=11)
+    await worker.run_due(harness.rt)
+    invitation = (await record(harness))["invitations"][0]
+    assert invitation["status"] == "failed" and invitation["reason"] == "interrupted"
+    assert len(invitation["messages"]) == 1
+
+
+async def test_expiry_keeps_the_rating_when_the_state_store_lost_it(harness: Harness) -> None:
+    """Regression guard: an in-memory store that restarted must not leave a rating in progress."""
+    from storage.state import conversation_store_from_url
+
+    await harness.report()
+    await harness.reply_text("4")
+    await harness.rt.store.close()
+    harness.rt.store = conversation_store_from_url(None)  # everything the store held is gone
+    harness.clock.advance(hours=73)
+    await worker.run_due(harness.rt)
+    rating = (await record(harness))["rating"]
+    assert rating["status"] == "incomplete" and rating["level"] == 4
