@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.optouts import opt_in, opt_out
-from bot.ratings import save_rating
+from bot.ratings import ratings, records, save_rating
 from bot.runtime import Runtime
 from dialogs import engine
 from dialogs.events import (
@@ -32,6 +34,10 @@ from dialogs.events import (
     Sprint,
 )
 from dialogs.session import Session
+from locales import ids
+from storage.models import Invitation
+
+invitations = Invitation.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger("ratebot.conversation")
 
@@ -39,11 +45,38 @@ Render = Callable[[Sequence[Event], str], str]
 
 # An open session outlives its expiry by this much, so the worker can still finalize it.
 EXPIRY_GRACE = timedelta(days=1)
+# Each conversation channel (the adapter) with the provider it runs on and its 评价渠道 in the
+# national channel list; a chat opened by scanning a case's QR code counts as qr_code.
 PROVIDERS = {"sms": "twilio"}
+NATIONAL_CHANNELS = {"sms": "sms"}
+
+
+def national_channel(channel: str, session: Session) -> str:
+    """The national 评价渠道 of a rating made in ``channel``."""
+    return "qr_code" if session.source == "qr_code" else NATIONAL_CHANNELS.get(channel, "mobile")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer one inbound message with, rendered for its channel.
+
+    ``repeated``: the provider delivered this message before and this is the first answer again.
+    A channel that answers in the HTTP response (SMS, WeChat's passive reply) answers the same; a
+    channel that sends through an API (Telegram) must not send it a second time.
+    """
+
+    text: str
+    repeated: bool = False
 
 
 def conversation_key(channel: str, contact_hash: str) -> str:
     return f"{channel}:{contact_hash}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(channel, contact hash) of a conversation key."""
+    channel, _, contact_hash = key.partition(":")
+    return channel, contact_hash
 
 
 def load_session(data: dict[str, Any] | None) -> Session | None:
@@ -63,14 +96,14 @@ class Conversations:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
-    async def handle(self, event: InboundEvent, render: Render) -> str:
-        """The reply to one inbound message, rendered for its channel. A re-delivered message
-        (same delivery id) gets the first reply again and changes nothing."""
+    async def handle(self, event: InboundEvent, render: Render) -> Reply:
+        """The reply to one inbound message. A re-delivered message (same delivery id) gets the
+        first reply again and changes nothing."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
                 metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
-                return turn.previous_reply
+                return Reply(turn.previous_reply, repeated=True)
             before = load_session(turn.session)
             now = self.rt.clock()
             sprint = engine.resume(
@@ -90,7 +123,58 @@ class Conversations:
                 reply=reply,
             )
         metrics.TURNS.labels(event.channel).inc()
-        return reply
+        return Reply(reply)
+
+    async def open_case(
+        self, event: InboundEvent, record_no: str, render: Render, *, source: str
+    ) -> Reply:
+        """The citizen asked to rate case ``record_no`` (scanned its QR code, followed its link).
+
+        An unknown case, or one rated already (一事一评: from any channel, even still in
+        progress there), is answered so; the same case again asks the current question again;
+        otherwise the rating of that case begins, closing a conversation about another case.
+        """
+        key = conversation_key(event.channel, event.sender)
+        async with self.rt.store.turn(key, event.delivery_id) as turn:
+            if turn.previous_reply is not None:
+                metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
+                return Reply(turn.previous_reply, repeated=True)
+            before = load_session(turn.session)
+            now = self.rt.clock()
+            case = await run_in_threadpool(_case, self.rt, record_no)
+            after = before
+            if case is None:
+                events: list[Event] = [Say(ids.CASE_UNKNOWN)]
+            elif case.rated:
+                events = [Say(engine.ALREADY_RATED)]
+            elif before is not None and before.step is not None and before.record_no == record_no:
+                events = engine.ask(self.rt.survey, before).events
+            else:
+                if before is not None and before.step is not None:
+                    closing = engine.expire(self.rt.survey, before, now=now, reason="replaced")
+                    await run_in_threadpool(
+                        self.apply, closing, before, event.channel, event.sender, now
+                    )
+                locale = event.locale or case.locale
+                sprint = engine.start(
+                    self.rt.survey,
+                    session_id=str(uuid4()),
+                    now=now,
+                    locale=locale,
+                    record_no=record_no,
+                    invitation_id=case.invitation_id,
+                )
+                assert sprint.session is not None
+                after = sprint.session.model_copy(update={"source": source})
+                events = sprint.events
+            locale = after.locale if after else (event.locale or self.rt.settings.default_locale)
+            reply = render(events, locale)
+            turn.save(
+                after.model_dump(mode="json") if after else None,
+                ttl=session_ttl(after, now) if after else 1,
+                reply=reply,
+            )
+        return Reply(reply)
 
     def apply(
         self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime
@@ -124,7 +208,8 @@ class Conversations:
                         db,
                         target,
                         outcome=outcome,
-                        channel=channel,
+                        conversation_key=conversation_key(channel, contact_hash),
+                        channel=national_channel(channel, target),
                         provider=PROVIDERS.get(channel, channel),
                         citizen_hash=contact_hash,
                         now=now,
@@ -151,3 +236,24 @@ def _touches_records(sprint: Sprint) -> bool:
     return any(
         isinstance(e, RatingClosed | OptedOut | OptedIn) or _is_level(e) for e in sprint.events
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    locale: str
+    invitation_id: int | None
+    rated: bool  # a rating exists, finished or still in progress in some conversation
+
+
+def _case(rt: Runtime, record_no: str) -> Case | None:
+    with rt.db.connect() as db:
+        record = db.execute(
+            sa.select(records.c.id, records.c.locale).where(records.c.record_no == record_no)
+        ).first()
+        if record is None:
+            return None
+        invitation_id = db.execute(
+            sa.select(sa.func.max(invitations.c.id)).where(invitations.c.record_id == record.id)
+        ).scalar()
+        rated = db.execute(sa.select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
+    return Case(locale=record.locale, invitation_id=invitation_id, rated=rated is not None)

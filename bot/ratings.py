@@ -12,8 +12,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from dialogs.session import Session
-from storage.models import Complaint, Rating, RatingDimension, UTCDateTime
+from storage.models import Complaint, Rating, RatingDimension, ServiceRecord, UTCDateTime
 
+records = ServiceRecord.__table__  # type: ignore[attr-defined]
 ratings = Rating.__table__  # type: ignore[attr-defined]
 dimensions = RatingDimension.__table__  # type: ignore[attr-defined]
 complaints = Complaint.__table__  # type: ignore[attr-defined]
@@ -22,10 +23,10 @@ complaints = Complaint.__table__  # type: ignore[attr-defined]
 # then RETURNING gives no row. The record is found by its number in the same statement.
 UPSERT_RATING = sa.text(
     """
-    INSERT INTO ratings (conversation_id, record_id, invitation_id, evaluation_count, channel,
-                         provider, citizen_hash, locale, level, comment, status, unsolicited,
-                         created_at, submitted_at, updated_at, expires_at)
-    VALUES (:conversation_id,
+    INSERT INTO ratings (conversation_id, conversation_key, record_id, invitation_id,
+                         evaluation_count, channel, provider, citizen_hash, locale, level, comment,
+                         status, unsolicited, created_at, submitted_at, updated_at, expires_at)
+    VALUES (:conversation_id, :conversation_key,
             (SELECT id FROM service_records WHERE record_no = :record_no),
             :invitation_id, 1, :channel, :provider, :citizen_hash, :locale, :level, :comment,
             :status, :unsolicited, :now, :submitted_at, :now, :expires_at)
@@ -67,6 +68,7 @@ def save_rating(
     session: Session,
     *,
     outcome: str | None,
+    conversation_key: str,
     channel: str,
     provider: str,
     citizen_hash: str,
@@ -88,6 +90,7 @@ def save_rating(
         UPSERT_RATING,
         {
             "conversation_id": session.id,
+            "conversation_key": conversation_key,
             "record_no": session.record_no,
             "invitation_id": session.invitation_id,
             "channel": channel,

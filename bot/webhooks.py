@@ -63,9 +63,10 @@ async def sms_webhook(request: Request) -> Response:
         rt.privacy.contact_hash(sender), text, message_sid, settings.default_locale
     )
     try:
-        reply = await Conversations(rt).handle(
+        answer = await Conversations(rt).handle(
             event, lambda events, locale: sms.twiml(sms.render_text(events, locale))
         )
+        reply = answer.text  # a retried delivery gets the same TwiML again
     except ConversationBusy:
         # The conversation stayed locked past the wait (a stuck turn): ask the citizen to send
         # it again. Nothing was written or remembered, so the resend is handled as new.

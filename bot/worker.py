@@ -17,7 +17,7 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from bot.conversation import Conversations, conversation_key, load_session
+from bot.conversation import Conversations, load_session, split_key
 from bot.invitations import dispatch_invitation, send_reminder
 from bot.runtime import Runtime
 from dialogs import engine
@@ -36,14 +36,12 @@ async def run_due(rt: Runtime) -> int:
         await dispatch_invitation(rt, invitation_id)
     for invitation_id in reminders:
         await send_reminder(rt, invitation_id)
-    for rating_id, channel, contact_hash, conversation_id in expiring:
-        await expire_conversation(rt, rating_id, channel, contact_hash, conversation_id)
+    for rating_id, key, conversation_id in expiring:
+        await expire_conversation(rt, rating_id, key, conversation_id)
     return len(invitations) + len(reminders) + len(expiring)
 
 
-def _due(
-    rt: Runtime, now: datetime
-) -> tuple[list[int], list[int], list[tuple[int, str, str, str]]]:
+def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
     with DbSession(rt.db) as db:
         # A send that never finished (its process died between claim and provider): whether the
         # provider got it is unknown, so it is marked failed rather than sent a second time.
@@ -72,23 +70,22 @@ def _due(
             .limit(BATCH)
         ).all()
         expiring = db.exec(
-            select(Rating.id, Rating.channel, Rating.citizen_hash, Rating.conversation_id)
+            select(Rating.id, Rating.conversation_key, Rating.conversation_id)
             .where(Rating.status == "in_progress", col(Rating.expires_at) <= now)
             .limit(BATCH)
         ).all()
     return (
         [i for i in invitations if i is not None],
         [i for i in reminders if i is not None],
-        [(r[0], r[1], r[2] or "", r[3]) for r in expiring if r[0] is not None],
+        [(r[0], r[1], r[2]) for r in expiring if r[0] is not None],
     )
 
 
-async def expire_conversation(
-    rt: Runtime, rating_id: int, channel: str, contact_hash: str, conversation_id: str
-) -> None:
+async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversation_id: str) -> None:
     """Close a conversation that went quiet, keeping its rating as incomplete."""
     now = rt.clock()
-    async with rt.store.turn(conversation_key(channel, contact_hash)) as turn:
+    channel, contact_hash = split_key(key)
+    async with rt.store.turn(key) as turn:
         session = load_session(turn.session)
         if session is not None and session.id == conversation_id and session.step is not None:
             if session.expires_at > now:  # the citizen answered since: look again later

@@ -151,6 +151,13 @@ def expire(
     return _close(survey, session, now, reason, [])
 
 
+def ask(survey: Survey, session: Session) -> Sprint:
+    """The current question again, nothing changed (the citizen came back to the same case)."""
+    if session.step is None:
+        return Sprint(session, [Say(ALREADY_RATED)])
+    return Sprint(session, [_prompt(survey, session)])
+
+
 def _opening(survey: Survey, session_id: str, now: datetime, locale: str) -> Sprint:
     session = _new_session(survey, session_id, now, locale)
     return Sprint(session, [_prompt(survey, session)])

@@ -35,3 +35,6 @@ class Session(BaseModel):
     updated_at: datetime
     expires_at: datetime
     outcome: str | None = None  # set once closed: complete | incomplete | discarded
+    # How the conversation began, set by the application (the engine does not read it):
+    # invitation, qr_code (a scanned case code), link (a deep link), or None (unsolicited).
+    source: str | None = None

@@ -123,11 +123,14 @@ class Rating(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(max_length=36, unique=True)
+    conversation_key: str = Field(max_length=100)  # where its state lives (timers find it there)
     record_id: int | None = Field(default=None, foreign_key="service_records.id", index=True)
     invitation_id: int | None = Field(default=None, foreign_key="invitations.id")
     evaluation_count: int = 1  # 1 first rating, 2 re-rating after rectification
-    channel: str = Field(max_length=16, index=True)  # national channel list: sms, phone, ...
-    provider: str = Field(max_length=16)  # twilio, wechat, telegram, console
+    # 评价渠道 from the national list (sms, phone, mobile, qr_code, hall_terminal, pc), and the
+    # concrete provider it came through (twilio, wechat, telegram).
+    channel: str = Field(max_length=16, index=True)
+    provider: str = Field(max_length=16)
     citizen_hash: str | None = Field(default=None, max_length=64, index=True)
     locale: str = Field(max_length=16)
     level: int = Field(index=True)

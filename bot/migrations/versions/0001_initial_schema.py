@@ -2,23 +2,24 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 08:13:02.182564
+Create Date: 2026-11-27 09:04:07.014676
 
 """
 
-from collections.abc import Sequence
+from typing import Sequence, Union
 
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
 
 import storage.models
 
+
 # revision identifiers, used by Alembic.
 revision: str = "0001"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+down_revision: Union[str, Sequence[str], None] = None
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
@@ -144,6 +145,7 @@ def upgrade() -> None:
         "ratings",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("conversation_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("conversation_key", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("record_id", sa.Integer(), nullable=True),
         sa.Column("invitation_id", sa.Integer(), nullable=True),
         sa.Column("evaluation_count", sa.Integer(), nullable=False),
