@@ -96,6 +96,7 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
 def cmd_chat(args: argparse.Namespace) -> None:
     """Talk to the real engine through a channel's renderer, with no provider account."""
     from channels.sms import render_text
+    from channels.telegram import render_terminal
     from dialogs import engine
     from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed
     from dialogs.survey import load_survey
@@ -104,7 +105,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     settings = _settings()
     survey = load_survey(settings.survey_path)
     locale = normalize_locale(args.locale, settings.default_locale)
-    renderers = {"sms": render_text}
+    renderers = {"sms": render_text, "telegram": render_terminal}
     render = renderers[args.channel]
     session = None
     if args.record_no:
@@ -159,6 +160,37 @@ def cmd_simulate_sms(args: argparse.Namespace) -> None:
     print(response.text)
 
 
+def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
+    """Tell Telegram where to deliver updates: RATEBOT_PUBLIC_URL + /channels/telegram, with
+    RATEBOT_TELEGRAM_SECRET as the secret token it sends back in every webhook."""
+    from aiogram.exceptions import TelegramAPIError
+
+    from bot.telegram import ALLOWED_UPDATES, make_bot
+
+    settings = _settings()
+    if not settings.telegram_token or not settings.telegram_secret:
+        sys.exit("ratebot: set RATEBOT_TELEGRAM_TOKEN and RATEBOT_TELEGRAM_SECRET first")
+    url = f"{settings.public_url}/channels/telegram"
+
+    async def set_webhook() -> None:
+        bot = make_bot(settings)
+        try:
+            await bot.set_webhook(
+                url=url,
+                secret_token=settings.telegram_secret,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=args.drop_pending_updates,
+            )
+        finally:
+            await bot.session.close()
+
+    try:
+        asyncio.run(set_webhook())
+    except TelegramAPIError as exc:  # its message is Telegram's, without the token
+        sys.exit(f"ratebot: Telegram refused the webhook: {exc}")
+    print(f"Telegram webhook set: {url} (updates: {', '.join(ALLOWED_UPDATES)})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratebot", description="Citizens rate government services in conversation."
@@ -174,7 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run only the timer worker").set_defaults(func=cmd_worker)
 
     chat = commands.add_parser("chat", help="try the survey in the terminal")
-    chat.add_argument("--channel", choices=["sms"], default="sms")
+    chat.add_argument(
+        "--channel",
+        choices=["sms", "telegram"],
+        default="sms",
+        help="whose form to show: SMS text, or Telegram's messages with [buttons] (type a value)",
+    )
     chat.add_argument("--locale")
     chat.add_argument("--record-no")
     chat.set_defaults(func=cmd_chat)
@@ -188,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--sid", help="MessageSid (repeat one to see a retry answered the same)")
     simulate.add_argument("text")
     simulate.set_defaults(func=cmd_simulate_sms)
+
+    telegram = commands.add_parser("telegram", help="the Telegram bot").add_subparsers(
+        dest="action", required=True
+    )
+    set_webhook = telegram.add_parser(
+        "set-webhook", help="point the bot's webhook at RATEBOT_PUBLIC_URL/channels/telegram"
+    )
+    set_webhook.add_argument(
+        "--drop-pending-updates", action="store_true", help="discard updates Telegram still holds"
+    )
+    set_webhook.set_defaults(func=cmd_telegram_set_webhook)
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True

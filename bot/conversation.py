@@ -47,8 +47,8 @@ Render = Callable[[Sequence[Event], str], str]
 EXPIRY_GRACE = timedelta(days=1)
 # Each conversation channel (the adapter) with the provider it runs on and its 评价渠道 in the
 # national channel list; a chat opened by scanning a case's QR code counts as qr_code.
-PROVIDERS = {"sms": "twilio"}
-NATIONAL_CHANNELS = {"sms": "sms"}
+PROVIDERS = {"sms": "twilio", "telegram": "telegram"}
+NATIONAL_CHANNELS = {"sms": "sms", "telegram": "mobile"}
 
 
 def national_channel(channel: str, session: Session) -> str:

@@ -5,6 +5,7 @@ Built in the app factory (never at import time), so tests can make as many apps 
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from locales import LOCALES
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "development-only-secret"}
+# Telegram's rules: a bot token is "<bot id>:<secret>"; a webhook secret_token is 1-256 characters
+# of A-Z, a-z, 0-9, _ and -.
+TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
+TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 DEFAULT_SURVEY = Path(__file__).resolve().parent.parent / "dialogs" / "surveys" / "default.yaml"
 
 
@@ -31,6 +36,9 @@ class Settings(BaseSettings):
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     twilio_api_url: str | None = None
+    telegram_token: str | None = None
+    telegram_secret: str | None = None
+    telegram_api_url: str | None = None  # a local Bot API server (tests, self-hosted)
     default_locale: str = "zh_Hans_CN"
     timezone: str = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"
@@ -46,6 +54,14 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("telegram_token", "telegram_secret", "telegram_api_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """An empty variable (``RATEBOT_TELEGRAM_TOKEN=``) means unset, as no variable does."""
+        if value is None:
+            return None
+        return value.strip() or None
 
     @field_validator("default_locale")
     @classmethod
@@ -81,6 +97,31 @@ class Settings(BaseSettings):
                 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         return self
+
+    @model_validator(mode="after")
+    def _telegram_secret_with_token(self) -> Settings:
+        # Messages name the variables, never their values: they are secrets.
+        if self.telegram_token is not None and not TELEGRAM_TOKEN.match(self.telegram_token):
+            raise ValueError(
+                "RATEBOT_TELEGRAM_TOKEN does not look like a bot token from @BotFather "
+                "(<digits>:<letters, digits, _ or ->)"
+            )
+        if self.telegram_token and not self.telegram_secret:
+            raise ValueError(
+                "RATEBOT_TELEGRAM_SECRET is required with RATEBOT_TELEGRAM_TOKEN (the webhook's "
+                "secret_token), e.g. "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if self.telegram_secret is not None and not TELEGRAM_SECRET.match(self.telegram_secret):
+            raise ValueError(
+                "RATEBOT_TELEGRAM_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule for a webhook secret_token)"
+            )
+        return self
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_token)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,0 +1,392 @@
+"""The Telegram channel: the webhook route and the aiogram wiring.
+
+``POST /channels/telegram`` checks Telegram's secret token, validates the body as an aiogram
+``Update`` and feeds it to an aiogram ``Dispatcher``; the router's handlers turn each message or
+button press into an InboundEvent for the conversation glue and send the replies through the Bot
+API. The route answers 200 with an empty body once the update is handled.
+
+Every update of one chat runs inside a *chat turn* of the conversation store (key
+``telegram-chat:<contact hash>``, delivery id ``telegram:<update_id>``):
+
+* a re-delivered update (same ``update_id``) is recognised there and does nothing at all — no
+  message, no callback answer, no keyboard change;
+* updates of one chat are handled one at a time, across workers, so a button's "is this still
+  the current question?" check and the answer it feeds cannot interleave with another press or
+  typed answer (a double tap must not answer two questions);
+* the chat's language choice (``/language``) is kept there, as ``{"locale": ...}``, for a year
+  after the chat's last update (in Redis when configured, else in this process's memory).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import CallbackQuery, Message, Update
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from pydantic import ValidationError
+
+from bot import metrics
+from bot.api import get_runtime
+from bot.conversation import Conversations, Reply, conversation_key, load_session
+from bot.privacy import mask
+from bot.runtime import Runtime
+from bot.settings import Settings
+from channels import telegram
+from dialogs import engine
+from dialogs.events import Event, InboundEvent
+from locales import gettext, ids
+from storage.base import ConversationBusy, ConversationLockLost
+
+log = logging.getLogger("ratebot.telegram")
+
+SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
+ALLOWED_UPDATES = ["message", "callback_query"]
+CHAT_TTL = 365 * 24 * 3600.0  # seconds a chat's language choice is kept after its last update
+REQUEST_TIMEOUT = 10  # seconds for one Bot API call (well inside the chat turn's lock expiry)
+
+
+def chat_key(contact_hash: str) -> str:
+    return f"telegram-chat:{contact_hash}"
+
+
+def make_bot(settings: Settings) -> Bot:
+    """An aiogram Bot for ``RATEBOT_TELEGRAM_TOKEN``, on ``RATEBOT_TELEGRAM_API_URL`` when set (a
+    local Bot API server). Close it with ``await bot.session.close()``."""
+    assert settings.telegram_token, "Telegram is not configured"
+    session = (
+        AiohttpSession(
+            api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=REQUEST_TIMEOUT
+        )
+        if settings.telegram_api_url
+        else AiohttpSession(timeout=REQUEST_TIMEOUT)
+    )
+    return Bot(settings.telegram_token, session=session)
+
+
+@dataclass
+class TelegramChannel:
+    """One app's bot (its HTTP session to the Bot API) and dispatcher, built in the lifespan."""
+
+    bot: Bot
+    dispatcher: Dispatcher
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TelegramChannel:
+        dispatcher = Dispatcher(disable_fsm=True)  # conversation state lives in ratebot's store
+        dispatcher.include_router(build_router())
+        return cls(make_bot(settings), dispatcher)
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the app's own lifespan (FastAPI merges an included router's), so the runtime
+    exists; the bot's HTTP session is closed before the runtime is."""
+    rt: Runtime = app.state.runtime
+    channel = TelegramChannel.from_settings(rt.settings) if rt.settings.telegram_enabled else None
+    app.state.telegram = channel
+    try:
+        yield
+    finally:
+        app.state.telegram = None
+        if channel is not None:
+            await channel.close()
+
+
+router = APIRouter(prefix="/channels", lifespan=lifespan)
+
+
+@router.post("/telegram")
+async def telegram_webhook(request: Request) -> Response:
+    """Telegram's webhook: one Update, handled before the 200 (replies go out through the API)."""
+    rt = get_runtime(request)
+    channel: TelegramChannel | None = getattr(request.app.state, "telegram", None)
+    secret = rt.settings.telegram_secret
+    if channel is None or not secret:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "Telegram is not configured (RATEBOT_TELEGRAM_TOKEN)"
+        )
+    given = request.headers.get(SECRET_HEADER)
+    if given is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-Telegram-Bot-Api-Secret-Token")
+    # Header values arrive as latin-1 text; compare bytes so any value is compared, in constant
+    # time, rather than raising on a non-ASCII one.
+    if not hmac.compare_digest(given.encode("latin-1"), secret.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong X-Telegram-Bot-Api-Secret-Token")
+    update = parse_update(await request.body(), channel.bot)
+    await channel.dispatcher.feed_update(channel.bot, update, rt=rt)
+    return Response(status_code=status.HTTP_200_OK)
+
+
+def parse_update(body: bytes, bot: Bot) -> Update:
+    """The body as an aiogram Update: 400 when it is not JSON, 422 when it is not an Update."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "not a Telegram Update: expected a JSON object"
+        )
+    try:
+        update = Update.model_validate(data, context={"bot": bot})
+    except (ValidationError, RecursionError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a Telegram Update: {_reason(exc)}"
+        ) from exc
+    message = update.message
+    if message is not None and "\x00" in (message.text or message.caption or ""):
+        # no database text column can keep it; refuse rather than alter the citizen's words
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "message text contains a NUL character")
+    return update
+
+
+def _reason(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return "nested too deeply"
+    errors = exc.errors(include_input=False, include_url=False)  # never echo the citizen's data
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+# --- one chat's turn -------------------------------------------------------------------------
+
+
+@dataclass
+class Chat:
+    """One update of one private chat, inside its chat turn."""
+
+    rt: Runtime
+    bot: Bot
+    chat_id: int
+    contact: str  # the keyed hash of the chat id: the only form of it that is stored
+    update_id: int
+    language_code: str | None
+    prefs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chosen_locale(self) -> str | None:
+        """The chat's language: its /language choice, else its Telegram client's language."""
+        chosen = self.prefs.get("locale")
+        return chosen if isinstance(chosen, str) else telegram.locale_of(self.language_code)
+
+    @property
+    def locale(self) -> str:
+        return self.chosen_locale or self.rt.settings.default_locale
+
+    @property
+    def conversation(self) -> str:
+        return conversation_key(telegram.CHANNEL, self.contact)
+
+    def event(self, text: str = "", button: str | None = None) -> InboundEvent:
+        return telegram.inbound_event(
+            self.contact, self.update_id, self.locale, text=text, button=button
+        )
+
+    def render(self, events: Sequence[Event], locale: str) -> str:
+        """The glue's renderer: in the chat's language when it has one (a /language choice
+        outranks the language the conversation began in), else the conversation's."""
+        return telegram.render(events, self.chosen_locale or locale)
+
+    async def send(self, rendered: str) -> None:
+        """Send a rendered reply, message by message. A failure is logged, not raised: the turn
+        is already remembered, so a retry of this update would send nothing anyway."""
+        for message in telegram.load(rendered):
+            try:
+                await self.bot.send_message(
+                    self.chat_id, message.text, reply_markup=message.markup()
+                )
+            except TelegramAPIError as exc:
+                log.warning("sendMessage to chat %s failed: %s", self.masked, type(exc).__name__)
+                return
+
+    async def reply(self, answer: Reply) -> None:
+        if not answer.repeated:  # re-delivered: the first delivery sent it already
+            await self.send(answer.text)
+
+    @property
+    def masked(self) -> str:
+        return mask(str(self.chat_id))
+
+
+async def in_chat(
+    rt: Runtime,
+    bot: Bot,
+    chat_id: int,
+    update_id: int,
+    language_code: str | None,
+    work: Callable[[Chat], Awaitable[None]],
+) -> None:
+    """Run ``work`` for one update inside the chat's turn (see the module docstring)."""
+    contact = rt.privacy.contact_hash(str(chat_id))
+    chat = Chat(rt, bot, chat_id, contact, update_id, language_code)
+    try:
+        async with rt.store.turn(chat_key(contact), f"telegram:{update_id}") as turn:
+            if turn.previous_reply is not None:
+                metrics.DUPLICATE_DELIVERIES.labels(telegram.CHANNEL).inc()
+                return
+            chat.prefs = dict(turn.session or {})
+            await work(chat)
+            # "" marks the update handled; the prefs live on while the chat is in use.
+            turn.save(chat.prefs or None, ttl=CHAT_TTL, reply="")
+    except ConversationLockLost:
+        log.warning("chat %s: the update took longer than the lock; replies were sent", chat.masked)
+    except ConversationBusy:
+        # A stuck turn held the chat or its conversation: nothing was written or remembered, so
+        # ask the citizen to send it again.
+        log.warning("chat %s busy; asked the citizen to resend", chat.masked)
+        await chat.send(telegram.say(chat.locale, ids.ERROR_BUSY))
+
+
+# --- the aiogram router ----------------------------------------------------------------------
+
+
+def build_router() -> Router:
+    """The handlers, for private chats only (a group is not one citizen)."""
+    tg = Router(name="ratebot")
+    tg.message.filter(F.chat.type == "private")
+    tg.callback_query.filter(F.message.chat.type == "private")
+
+    @tg.message(CommandStart())
+    async def on_start(
+        message: Message, command: CommandObject, event_update: Update, bot: Bot, rt: Runtime
+    ) -> None:
+        case = telegram.case_payload(command.args)
+
+        async def work(chat: Chat) -> None:
+            if case is None:
+                await _opening(chat)
+                return
+            record_no, source = case
+            answer = await Conversations(rt).open_case(
+                chat.event(), record_no, chat.render, source=source
+            )
+            await chat.reply(answer)
+
+        await _run(message, event_update, bot, rt, work)
+
+    @tg.message(Command("rate", ignore_mention=True))
+    async def on_rate(message: Message, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        await _run(message, event_update, bot, rt, _opening)
+
+    @tg.message(Command("help", ignore_mention=True))
+    async def on_help(message: Message, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        await _run(message, event_update, bot, rt, _typed("HELP"))
+
+    @tg.message(Command("stop", ignore_mention=True))
+    async def on_stop(message: Message, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        await _run(message, event_update, bot, rt, _typed("STOP"))
+
+    @tg.message(Command("language", ignore_mention=True))
+    async def on_language(message: Message, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        async def work(chat: Chat) -> None:
+            await chat.send(telegram.language_menu(chat.locale))
+
+        await _run(message, event_update, bot, rt, work)
+
+    @tg.message()
+    async def on_message(message: Message, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        # A sticker or a photo has no text: the engine hears "" and asks its question again.
+        await _run(message, event_update, bot, rt, _typed(message.text or message.caption or ""))
+
+    @tg.callback_query()
+    async def on_button(query: CallbackQuery, event_update: Update, bot: Bot, rt: Runtime) -> None:
+        assert query.message is not None  # the router's filter needs a message
+        pressed = telegram.parse_callback(query.data)
+
+        async def work(chat: Chat) -> None:
+            if pressed is None:  # not one of ours (an old bot's keyboard): stop the spinner
+                await _answer_query(chat, query)
+            elif pressed[0] == telegram.LANGUAGE:
+                await _choose_language(chat, query, pressed[1])
+            else:
+                await _press(chat, query, step_id=pressed[1], value=pressed[2])
+
+        chat_id, language = query.message.chat.id, query.from_user.language_code
+        await in_chat(rt, bot, chat_id, event_update.update_id, language, work)
+
+    return tg
+
+
+async def _run(
+    message: Message,
+    update: Update,
+    bot: Bot,
+    rt: Runtime,
+    work: Callable[[Chat], Awaitable[None]],
+) -> None:
+    language = message.from_user.language_code if message.from_user else None
+    await in_chat(rt, bot, message.chat.id, update.update_id, language, work)
+
+
+def _typed(text: str) -> Callable[[Chat], Awaitable[None]]:
+    async def work(chat: Chat) -> None:
+        await chat.reply(await Conversations(chat.rt).handle(chat.event(text), chat.render))
+
+    return work
+
+
+async def _opening(chat: Chat) -> None:
+    """/start, /rate: the current question of an open conversation, else the first question (the
+    engine opens an unsolicited rating when it hears something that is not an answer)."""
+    session = load_session(await chat.rt.store.get(chat.conversation))
+    if session is not None and session.step is not None:
+        await chat.send(chat.render(engine.ask(chat.rt.survey, session).events, session.locale))
+        return
+    await chat.reply(await Conversations(chat.rt).handle(chat.event(""), chat.render))
+
+
+async def _press(chat: Chat, query: CallbackQuery, *, step_id: str, value: str) -> None:
+    """An answer button: only for the question being asked now; then its keyboard goes."""
+    session = load_session(await chat.rt.store.get(chat.conversation))
+    if session is None or session.step != step_id:
+        await _answer_query(chat, query, gettext(chat.locale, ids.TELEGRAM_ALREADY_ANSWERED))
+        return
+    await _answer_query(chat, query)
+    await _remove_keyboard(chat, query)
+    answer = await Conversations(chat.rt).handle(chat.event(button=value), chat.render)
+    await chat.reply(answer)
+
+
+async def _choose_language(chat: Chat, query: CallbackQuery, locale: str) -> None:
+    chat.prefs["locale"] = locale
+    await _answer_query(chat, query)
+    await _remove_keyboard(chat, query)
+    await chat.send(telegram.say(locale, ids.TELEGRAM_LANGUAGE_SET))
+    session = load_session(await chat.rt.store.get(chat.conversation))
+    if session is not None and session.step is not None:  # ask again, in the new language
+        await chat.send(chat.render(engine.ask(chat.rt.survey, session).events, locale))
+
+
+async def _answer_query(chat: Chat, query: CallbackQuery, text: str | None = None) -> None:
+    try:
+        await chat.bot.answer_callback_query(query.id, text=text)
+    except TelegramAPIError as exc:  # e.g. too old to answer: nothing the citizen would see
+        log.info("answerCallbackQuery for chat %s failed: %s", chat.masked, type(exc).__name__)
+
+
+async def _remove_keyboard(chat: Chat, query: CallbackQuery) -> None:
+    """Take the keyboard off the pressed message, so it cannot be pressed twice."""
+    if not isinstance(query.message, Message):  # inaccessible (too old): nothing to edit
+        return
+    try:
+        await chat.bot.edit_message_reply_markup(
+            chat_id=chat.chat_id, message_id=query.message.message_id, reply_markup=None
+        )
+    except TelegramAPIError as exc:
+        log.info("editMessageReplyMarkup for chat %s failed: %s", chat.masked, type(exc).__name__)

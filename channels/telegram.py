@@ -1,0 +1,228 @@
+"""Telegram through the Bot API (aiogram 3): what a chat says → an InboundEvent, and the engine's
+events → Telegram messages with inline keyboards.
+
+The rendered reply is a string (the glue remembers it for re-deliveries): JSON of a list of
+``{"text": ..., "buttons": [[[label, callback_data], ...], ...]}``, one entry a message to send.
+Statements go together in one message; the question is a message of its own that carries the
+keyboard: five ★ buttons for a level, one button per option for a choice, yes / no, and "skip"
+for an optional text. A button's callback data is ``a:<step id>:<value>``: the value is what the
+citizen could have typed (``5``, ``2``, ``0``), so typed answers and buttons are the same to the
+engine, and the step id lets the bot refuse a button of a question already answered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
+from dialogs.events import Event, InboundEvent, Prompt, Say
+from locales import LOCALES, gettext, ids
+
+CHANNEL = "telegram"
+MAX_CALLBACK_DATA = 64  # bytes, Telegram's limit
+ANSWER = "a"  # callback data prefix of an answer button: a:<step id>:<value>
+LANGUAGE = "l"  # callback data prefix of a language button: l:<locale>
+SKIP_VALUE = "0"
+STARS = "★"
+# Each language by its own name, whatever the chat's language is (not translated on purpose).
+LANGUAGE_NAMES = {"zh_Hans_CN": "简体中文", "zh_Hant_TW": "繁體中文", "en": "English"}
+# Deep-link payloads (/start <payload>, t.me/<bot>?start=<payload>) that open a case, with the
+# source the rating records: rec_<no> from a link, qr_<no> from a code printed for scanning.
+CASE_PAYLOADS = {"rec_": "link", "qr_": "qr_code"}
+
+Button = tuple[str, str]  # (label, callback data)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One Telegram message to send: text and rows of inline buttons."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+    def markup(self) -> InlineKeyboardMarkup | None:
+        if not self.buttons:
+            return None
+        return InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text=label, callback_data=data) for label, data in row]
+                for row in self.buttons
+            ]
+        )
+
+
+def locale_of(language_code: str | None) -> str | None:
+    """The shipped locale for a Telegram user's ``language_code`` (an IETF tag such as ``en``,
+    ``zh-hans``, ``zh-TW``), or ``None`` when there is none or it is not one we ship."""
+    if not language_code:
+        return None
+    tags = language_code.replace("_", "-").lower().split("-")
+    if tags[0] == "zh":
+        traditional = {"hant", "tw", "hk", "mo"}
+        return "zh_Hant_TW" if traditional & set(tags[1:]) else "zh_Hans_CN"
+    if tags[0] == "en":
+        return "en"
+    return None
+
+
+def case_payload(args: str | None) -> tuple[str, str] | None:
+    """(record number, source) of a ``/start`` payload that opens a case, else ``None``."""
+    payload = (args or "").strip()
+    for prefix, source in CASE_PAYLOADS.items():
+        if payload.startswith(prefix) and len(payload) > len(prefix):
+            return payload[len(prefix) :], source
+    return None
+
+
+def inbound_event(
+    sender_hash: str,
+    update_id: int,
+    locale: str,
+    *,
+    text: str = "",
+    button: str | None = None,
+) -> InboundEvent:
+    return InboundEvent(
+        channel=CHANNEL,
+        sender=sender_hash,
+        text=text,
+        button=button,
+        delivery_id=f"telegram:{update_id}",
+        locale=locale,
+    )
+
+
+def answer_data(step_id: str, value: str) -> str:
+    return f"{ANSWER}:{step_id}:{value}"
+
+
+def parse_callback(data: str | None) -> tuple[str, str, str] | None:
+    """``("a", step id, value)`` or ``("l", locale, "")`` for our buttons' data, else ``None``."""
+    kind, _, rest = (data or "").partition(":")
+    if kind == ANSWER:
+        step_id, sep, value = rest.rpartition(":")
+        return (ANSWER, step_id, value) if sep and step_id and value else None
+    if kind == LANGUAGE and rest in LOCALES:
+        return (LANGUAGE, rest, "")
+    return None
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def render(events: Sequence[Event], locale: str) -> str:
+    """The reply to send, as the JSON string the glue remembers (see the module docstring)."""
+    return dump(render_messages(events, locale))
+
+
+def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
+    messages: list[Outgoing] = []
+    said: list[str] = []
+    for event in events:
+        if isinstance(event, Say):
+            said.append(_text(locale, event.message, event.params))
+        elif isinstance(event, Prompt):
+            if said:
+                messages.append(Outgoing("\n\n".join(t for t in said if t)))
+                said = []
+            messages.append(_prompt(event, locale))
+    if said:
+        messages.append(Outgoing("\n\n".join(t for t in said if t)))
+    return [m for m in messages if m.text]
+
+
+def dump(messages: Sequence[Outgoing]) -> str:
+    return json.dumps(
+        [
+            {"text": m.text, "buttons": [list(map(list, row)) for row in m.buttons]}
+            for m in messages
+        ],
+        ensure_ascii=False,
+    )
+
+
+def load(rendered: str) -> list[Outgoing]:
+    """The messages of a rendered reply ("" is none)."""
+    if not rendered:
+        return []
+    return [
+        Outgoing(
+            item["text"],
+            tuple(tuple((label, data) for label, data in row) for row in item.get("buttons", ())),
+        )
+        for item in json.loads(rendered)
+    ]
+
+
+def say(locale: str, message: str, **params: Any) -> str:
+    """A rendered reply of one statement (for what the bot says outside the engine)."""
+    return dump([Outgoing(gettext(locale, message, **params))])
+
+
+def language_menu(locale: str) -> str:
+    """The ``/language`` reply: the question and a button per shipped language."""
+    buttons = tuple(((name, f"{LANGUAGE}:{code}"),) for code, name in LANGUAGE_NAMES.items())
+    return dump([Outgoing(gettext(locale, ids.TELEGRAM_LANGUAGE_PROMPT), buttons)])
+
+
+def _text(locale: str, message: str, params: Mapping[str, Any]) -> str:
+    return gettext(locale, message, **params)
+
+
+def _prompt(prompt: Prompt, locale: str) -> Outgoing:
+    lines = []
+    if prompt.hint:
+        lines.append(gettext(locale, prompt.hint))
+    lines.append(_text(locale, prompt.message, prompt.params))
+    if prompt.kind == "choice" and prompt.multiple:
+        lines.append(gettext(locale, ids.TELEGRAM_CHOICE_MANY))
+    rows = _buttons(prompt, locale)
+    if any(len(answer_data(prompt.step_id, v).encode()) > MAX_CALLBACK_DATA for v in _values(rows)):
+        rows = ()  # a survey step id too long for Telegram's 64 bytes: typed answers still work
+    return Outgoing("\n".join(line for line in lines if line), rows)
+
+
+def _values(rows: tuple[tuple[Button, ...], ...]) -> list[str]:
+    return [data.rpartition(":")[2] for row in rows for _, data in row]
+
+
+def _buttons(prompt: Prompt, locale: str) -> tuple[tuple[Button, ...], ...]:
+    def button(value: str, label: str) -> Button:
+        return (label, answer_data(prompt.step_id, value))
+
+    if prompt.kind == "level":
+        return tuple(
+            (button(value, f"{value} {STARS * int(value)} {gettext(locale, label)}"),)
+            for value, label in (prompt.options or LEVEL_OPTIONS)
+        )
+    if prompt.kind == "choice":
+        return tuple(
+            (button(value, f"{value} {gettext(locale, label)}"),) for value, label in prompt.options
+        )
+    if prompt.kind == "yes_no":
+        options = prompt.options or YES_NO_OPTIONS
+        return (tuple(button(value, gettext(locale, label)) for value, label in options),)
+    if prompt.optional:
+        return ((button(SKIP_VALUE, gettext(locale, ids.TELEGRAM_SKIP)),),)
+    return ()
+
+
+def render_terminal(events: Sequence[Event], locale: str) -> str:
+    """The Telegram form as plain text, for ``ratebot chat --channel telegram``: each message,
+    then its buttons as ``[5 ★★★★★ 非常满意]`` (type the value to press one)."""
+    blocks = []
+    for message in render_messages(events, locale):
+        lines = [message.text]
+        for row in message.buttons:
+            labels = []
+            for label, data in row:
+                value = data.rpartition(":")[2]
+                labels.append(f"[{label}]" if label.startswith(value) else f"[{label} ({value})]")
+            lines.append(" ".join(labels))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
