@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session as DbSession
 from sqlmodel import col, func, select
+from starlette.concurrency import run_in_threadpool
 
 from bot.invitations import deliver_invitation, new_invitation
 from bot.privacy import mask, normalize_phone
@@ -155,8 +156,6 @@ async def report_service_record(
 ) -> dict[str, Any]:
     """Report a finished case. The first report creates the record and its invitation (201);
     the same ``record_no`` again answers 200 with the record as it is, and invites nobody."""
-    from starlette.concurrency import run_in_threadpool
-
     record_id, invitation_id, created = await run_in_threadpool(_register, rt, body)
     if invitation_id is not None:
         await deliver_invitation(rt, invitation_id)
