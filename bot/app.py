@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot import api, telegram, webhooks, worker
+from bot import api, telegram, webhooks, wechat, worker
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.models import utcnow
@@ -88,6 +88,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(telegram.router)  # its lifespan builds and closes the bot
+    app.include_router(wechat.router)  # its lifespan builds and closes the WeChat client
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

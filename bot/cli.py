@@ -97,6 +97,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     """Talk to the real engine through a channel's renderer, with no provider account."""
     from channels.sms import render_text
     from channels.telegram import render_terminal
+    from channels.wechat import render as wechat_render
     from dialogs import engine
     from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed
     from dialogs.survey import load_survey
@@ -105,7 +106,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     settings = _settings()
     survey = load_survey(settings.survey_path)
     locale = normalize_locale(args.locale, settings.default_locale)
-    renderers = {"sms": render_text, "telegram": render_terminal}
+    renderers = {"sms": render_text, "telegram": render_terminal, "wechat": wechat_render}
     render = renderers[args.channel]
     session = None
     if args.record_no:
@@ -191,6 +192,54 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     print(f"Telegram webhook set: {url} (updates: {', '.join(ALLOWED_UPDATES)})")
 
 
+def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
+    """Create a parametric QR code that opens case ``--record-no`` in the official account's
+    chat (scene_str = the record number): permanent, or temporary with ``--expire-seconds``."""
+    import httpx
+    from wechatpy.exceptions import WeChatClientException
+
+    from bot.wechat import make_client
+    from channels.wechat import MAX_SCENE_STR
+
+    settings = _settings()
+    if not settings.wechat_sending_enabled:
+        sys.exit("ratebot: set RATEBOT_WECHAT_APPID and RATEBOT_WECHAT_SECRET first")
+    if not 0 < len(args.record_no) <= MAX_SCENE_STR:
+        sys.exit(f"ratebot: a QR code's scene is 1-{MAX_SCENE_STR} characters")
+    data: dict[str, object] = {
+        "action_name": "QR_STR_SCENE" if args.expire_seconds else "QR_LIMIT_STR_SCENE",
+        "action_info": {"scene": {"scene_str": args.record_no}},
+    }
+    if args.expire_seconds:
+        data["expire_seconds"] = args.expire_seconds
+    client = make_client(settings)
+    try:
+        result = client.qrcode.create(data)
+        ticket = str(result["ticket"])
+        image_url = client.qrcode_image_url(ticket)
+    except WeChatClientException as exc:
+        sys.exit(f"ratebot: WeChat refused the QR code: {exc.errcode} {exc.errmsg}")
+    finally:
+        client.close()
+        redis_client = getattr(client.session, "redis", None)
+        if redis_client is not None:
+            redis_client.close()
+    print(f"ticket: {ticket}")
+    print(f"scan URL: {result.get('url', '')}")
+    print(f"image: {image_url}")
+    if args.expire_seconds:
+        print(f"expires in {result.get('expire_seconds', args.expire_seconds)} s")
+    if args.save:
+        response = httpx.get(image_url, timeout=15)
+        if response.status_code != 200 or response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            sys.exit(f"ratebot: could not fetch the image ({response.status_code})")
+        with open(args.save, "wb") as out:
+            out.write(response.content)
+        print(f"saved to {args.save}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratebot", description="Citizens rate government services in conversation."
@@ -208,9 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="try the survey in the terminal")
     chat.add_argument(
         "--channel",
-        choices=["sms", "telegram"],
+        choices=["sms", "telegram", "wechat"],
         default="sms",
-        help="whose form to show: SMS text, or Telegram's messages with [buttons] (type a value)",
+        help=(
+            "whose form to show: SMS text, Telegram's messages with [buttons] (type a value), "
+            "or WeChat's text reply"
+        ),
     )
     chat.add_argument("--locale")
     chat.add_argument("--record-no")
@@ -236,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--drop-pending-updates", action="store_true", help="discard updates Telegram still holds"
     )
     set_webhook.set_defaults(func=cmd_telegram_set_webhook)
+
+    wechat = commands.add_parser("wechat", help="the WeChat official account").add_subparsers(
+        dest="action", required=True
+    )
+    qrcode = wechat.add_parser("qrcode", help="a QR code that opens a case's rating in WeChat")
+    qrcode.add_argument("--record-no", required=True, help="the case number (scene_str)")
+    qrcode.add_argument(
+        "--expire-seconds",
+        type=int,
+        help="a temporary code (QR_STR_SCENE, at most 2592000); default: permanent",
+    )
+    qrcode.add_argument("--save", help="write the code's image to this file")
+    qrcode.set_defaults(func=cmd_wechat_qrcode)
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True

@@ -47,8 +47,8 @@ Render = Callable[[Sequence[Event], str], str]
 EXPIRY_GRACE = timedelta(days=1)
 # Each conversation channel (the adapter) with the provider it runs on and its 评价渠道 in the
 # national channel list; a chat opened by scanning a case's QR code counts as qr_code.
-PROVIDERS = {"sms": "twilio", "telegram": "telegram"}
-NATIONAL_CHANNELS = {"sms": "sms", "telegram": "mobile"}
+PROVIDERS = {"sms": "twilio", "telegram": "telegram", "wechat": "wechat"}
+NATIONAL_CHANNELS = {"sms": "sms", "telegram": "mobile", "wechat": "mobile"}
 
 
 def national_channel(channel: str, session: Session) -> str:
@@ -176,6 +176,24 @@ class Conversations:
             )
         return Reply(reply)
 
+    async def close(self, event: InboundEvent) -> None:
+        """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
+        quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
+        forget it. Nothing is said; a re-delivered event changes nothing."""
+        key = conversation_key(event.channel, event.sender)
+        async with self.rt.store.turn(key, event.delivery_id) as turn:
+            if turn.previous_reply is not None:
+                metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
+                return
+            before = load_session(turn.session)
+            if before is not None and before.step is not None:
+                now = self.rt.clock()
+                closing = engine.expire(self.rt.survey, before, now=now)
+                await run_in_threadpool(
+                    self.apply, closing, before, event.channel, event.sender, now
+                )
+            turn.save(None, reply="")
+
     def apply(
         self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime
     ) -> Sprint:
@@ -257,3 +275,17 @@ def _case(rt: Runtime, record_no: str) -> Case | None:
         ).scalar()
         rated = db.execute(sa.select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
     return Case(locale=record.locale, invitation_id=invitation_id, rated=rated is not None)
+
+
+def latest_unrated_case(rt: Runtime, contact_column: str, contact_hash: str) -> str | None:
+    """The number of the contact's most recently finished case that has no rating (in any
+    channel), found by the record's contact hash column (``wechat_hash``, ``telegram_hash``…)."""
+    column = records.c[contact_column]
+    rated = sa.select(ratings.c.id).where(ratings.c.record_id == records.c.id).exists()
+    with rt.db.connect() as db:
+        return db.execute(
+            sa.select(records.c.record_no)
+            .where(column == contact_hash, ~rated)
+            .order_by(records.c.completed_at.desc(), records.c.id.desc())
+            .limit(1)
+        ).scalar()

@@ -21,6 +21,11 @@ PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "development-only-
 # of A-Z, a-z, 0-9, _ and -.
 TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# WeChat's rules: the server Token is 3-32 letters or digits; the EncodingAESKey is 43 letters or
+# digits (base64 of 32 bytes without its "="). AppID and AppSecret are kept to a safe alphabet.
+WECHAT_TOKEN = re.compile(r"^[A-Za-z0-9]{3,32}$")
+WECHAT_AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")
+WECHAT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_SURVEY = Path(__file__).resolve().parent.parent / "dialogs" / "surveys" / "default.yaml"
 
 
@@ -39,6 +44,12 @@ class Settings(BaseSettings):
     telegram_token: str | None = None
     telegram_secret: str | None = None
     telegram_api_url: str | None = None  # a local Bot API server (tests, self-hosted)
+    wechat_token: str | None = None  # the official account's server Token (signatures)
+    wechat_aes_key: str | None = None  # EncodingAESKey: safe mode (encrypt_type=aes)
+    wechat_appid: str | None = None
+    wechat_secret: str | None = None  # AppSecret: outbound messages (access token)
+    wechat_api_url: str | None = None  # a WeChat-compatible API (tests, emulators)
+    wechat_template_id: str | None = None  # the invitation's template message
     default_locale: str = "zh_Hans_CN"
     timezone: str = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"
@@ -55,7 +66,17 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("telegram_token", "telegram_secret", "telegram_api_url")
+    @field_validator(
+        "telegram_token",
+        "telegram_secret",
+        "telegram_api_url",
+        "wechat_token",
+        "wechat_aes_key",
+        "wechat_appid",
+        "wechat_secret",
+        "wechat_api_url",
+        "wechat_template_id",
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         """An empty variable (``RATEBOT_TELEGRAM_TOKEN=``) means unset, as no variable does."""
@@ -118,6 +139,46 @@ class Settings(BaseSettings):
                 "(Telegram's rule for a webhook secret_token)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _wechat_shapes(self) -> Settings:
+        # Messages name the variables, never their values: they are secrets.
+        if self.wechat_token is not None and not WECHAT_TOKEN.match(self.wechat_token):
+            raise ValueError(
+                "RATEBOT_WECHAT_TOKEN must be 3-32 letters or digits (WeChat's rule for the "
+                "server Token)"
+            )
+        if self.wechat_aes_key is not None:
+            if not WECHAT_AES_KEY.match(self.wechat_aes_key):
+                raise ValueError(
+                    "RATEBOT_WECHAT_AES_KEY must be the 43 letters or digits of the official "
+                    "account's EncodingAESKey"
+                )
+            if not self.wechat_token or not self.wechat_appid:
+                raise ValueError(
+                    "RATEBOT_WECHAT_AES_KEY (safe mode) needs RATEBOT_WECHAT_TOKEN and "
+                    "RATEBOT_WECHAT_APPID"
+                )
+        for name, value in (
+            ("RATEBOT_WECHAT_APPID", self.wechat_appid),
+            ("RATEBOT_WECHAT_SECRET", self.wechat_secret),
+            ("RATEBOT_WECHAT_TEMPLATE_ID", self.wechat_template_id),
+        ):
+            if value is not None and not WECHAT_ID.match(value):
+                raise ValueError(f"{name} must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+        if self.wechat_secret and not self.wechat_appid:
+            raise ValueError("RATEBOT_WECHAT_SECRET needs RATEBOT_WECHAT_APPID")
+        return self
+
+    @property
+    def wechat_enabled(self) -> bool:
+        """``/channels/wechat`` answers (the server Token is what WeChat signs with)."""
+        return bool(self.wechat_token)
+
+    @property
+    def wechat_sending_enabled(self) -> bool:
+        """Customer-service and template messages can be sent (they need an access token)."""
+        return bool(self.wechat_appid and self.wechat_secret)
 
     @property
     def telegram_enabled(self) -> bool:

@@ -1,0 +1,322 @@
+"""The WeChat official-account channel: the server URL's routes and the wiring.
+
+``GET /channels/wechat`` is WeChat's server verification (echo ``echostr`` when the signature
+is right). ``POST /channels/wechat`` is every push — messages and events, in plaintext or safe
+mode (``encrypt_type=aes``) — answered in the HTTP response with a passive reply (encrypted when
+the push was), or ``success`` for nothing to say.
+
+WeChat waits 5 seconds for the answer, then retries (three times). A turn not done within
+``reply_budget`` seconds (a busy conversation) is answered ``success`` at once and finished in the
+background; its reply then goes out as a customer-service message, when an AppID and AppSecret
+are configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.messages import BaseMessage
+
+from bot import metrics
+from bot.api import get_runtime
+from bot.conversation import (
+    Conversations,
+    Reply,
+    conversation_key,
+    latest_unrated_case,
+    load_session,
+    session_ttl,
+)
+from bot.privacy import mask
+from bot.runtime import Runtime
+from bot.settings import Settings
+from channels import wechat
+from dialogs import engine
+from dialogs.events import InboundEvent, Say
+from locales import gettext, ids
+from storage.base import ConversationBusy
+
+log = logging.getLogger("ratebot.wechat")
+
+REPLY_BUDGET = 4.0  # seconds to answer in the response before falling back to a CS message
+SHUTDOWN_WAIT = 10.0  # seconds the app waits for turns finishing in the background
+
+
+@dataclass
+class WeChatChannel:
+    """One app's WeChat wiring: safe-mode crypto, the API client, background turns."""
+
+    settings: Settings
+    crypto: WeChatCrypto | None = None
+    client: wechat.RatebotWeChatClient | None = None
+    sender: wechat.WeChatSender | None = None
+    redis: Any = None  # the sync Redis client of the token storage
+    reply_budget: float = REPLY_BUDGET
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WeChatChannel:
+        assert settings.wechat_token, "WeChat is not configured"
+        crypto = None
+        if settings.wechat_aes_key:
+            crypto = WeChatCrypto(
+                settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid
+            )
+        channel = cls(settings, crypto=crypto)
+        if settings.wechat_sending_enabled:
+            channel.client = make_client(settings, channel)
+            channel.sender = wechat.WeChatSender(channel.client)
+        return channel
+
+    async def close(self) -> None:
+        if self.pending:
+            await asyncio.wait(self.pending, timeout=SHUTDOWN_WAIT)
+        if self.client is not None:
+            self.client.close()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def make_client(settings: Settings, holder: Any = None) -> wechat.RatebotWeChatClient:
+    """wechatpy's client for the configured account, its access token in Redis when configured
+    (shared by every worker), else in this process's memory. ``holder.redis`` gets the Redis
+    client to close."""
+    assert settings.wechat_appid and settings.wechat_secret
+    redis_client = None
+    if settings.redis_url:
+        import redis
+
+        redis_client = redis.Redis.from_url(settings.redis_url)
+        if holder is not None:
+            holder.redis = redis_client
+    return wechat.RatebotWeChatClient(
+        settings.wechat_appid,
+        settings.wechat_secret,
+        api_url=settings.wechat_api_url,
+        session=wechat.token_storage(redis_client),
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    rt: Runtime = app.state.runtime
+    channel = WeChatChannel.from_settings(rt.settings) if rt.settings.wechat_enabled else None
+    app.state.wechat = channel
+    try:
+        yield
+    finally:
+        app.state.wechat = None
+        if channel is not None:
+            await channel.close()
+
+
+router = APIRouter(prefix="/channels", lifespan=lifespan)
+
+
+def _channel(request: Request) -> tuple[Runtime, WeChatChannel, str]:
+    rt = get_runtime(request)
+    channel: WeChatChannel | None = getattr(request.app.state, "wechat", None)
+    token = rt.settings.wechat_token
+    if channel is None or not token:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "WeChat is not configured (RATEBOT_WECHAT_TOKEN)"
+        )
+    return rt, channel, token
+
+
+@router.get("/wechat")
+async def wechat_verify(request: Request) -> Response:
+    """WeChat's server verification: echo ``echostr`` when ``signature`` is right."""
+    _, _, token = _channel(request)
+    query = request.query_params
+    if not wechat.signature_is_valid(
+        query.get("signature"), token, query.get("timestamp", ""), query.get("nonce", "")
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong signature")
+    return PlainTextResponse(query.get("echostr", ""))
+
+
+@router.post("/wechat")
+async def wechat_push(request: Request) -> Response:
+    """One push from WeChat: a passive reply (XML), or ``success``."""
+    rt, channel, token = _channel(request)
+    query = request.query_params
+    timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+    encrypt_type = (query.get("encrypt_type") or "raw").lower()
+    body = await request.body()
+    try:
+        if encrypt_type == "aes":
+            if channel.crypto is None:
+                raise wechat.BadWeChatRequest(
+                    "safe mode (encrypt_type=aes) is not configured (RATEBOT_WECHAT_AES_KEY)"
+                )
+            encrypted = wechat.encrypted_part(body)
+            msg_signature = query.get("msg_signature")
+            if not wechat.signature_is_valid(msg_signature, token, timestamp, nonce, encrypted):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong msg_signature")
+            assert msg_signature is not None
+            body = wechat.decrypt(channel.crypto, encrypted, msg_signature, timestamp, nonce)
+        elif encrypt_type == "raw":
+            if not wechat.signature_is_valid(query.get("signature"), token, timestamp, nonce):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong signature")
+        else:
+            raise wechat.BadWeChatRequest("encrypt_type must be raw or aes")
+        message = wechat.parse(body)
+    except InvalidSignatureException as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong msg_signature") from exc
+    except wechat.BadWeChatRequest as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+
+    text = await _answer(rt, channel, message)
+    reply = wechat.passive_reply(text, message)
+    if encrypt_type == "aes" and reply != wechat.SUCCESS:
+        assert channel.crypto is not None
+        reply = wechat.encrypt(channel.crypto, reply, nonce or secrets.token_hex(8))
+        return Response(reply, media_type="application/xml")
+    if reply == wechat.SUCCESS:
+        return PlainTextResponse(reply)
+    return Response(reply, media_type="application/xml")
+
+
+# --- one push's turn ------------------------------------------------------------------------------
+
+
+@dataclass
+class Push:
+    rt: Runtime
+    openid: str
+    contact: str  # the keyed hash of the openid: the only form of it that is stored
+    delivery: str
+    action: wechat.Action
+
+    @property
+    def locale(self) -> str:
+        return self.rt.settings.default_locale
+
+    def event(self, text: str = "") -> InboundEvent:
+        return wechat.inbound_event(self.contact, text, self.delivery, self.locale)
+
+    @property
+    def masked(self) -> str:
+        return mask(self.openid)
+
+
+async def _answer(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> str:
+    """The text to answer ``message`` with in the response ("" for nothing)."""
+    openid = str(message.source)
+    contact = rt.privacy.contact_hash(openid)
+    push = Push(rt, openid, contact, wechat.delivery_id(message, contact), wechat.action(message))
+    if push.action.kind == "ignore":
+        return ""
+    task = asyncio.create_task(_turn(push))
+    done, _ = await asyncio.wait({task}, timeout=channel.reply_budget)
+    if done:
+        outcome = task.result()
+        return outcome.text if outcome is not None else ""  # a re-delivery: the same again
+    # Too slow for WeChat's 5 seconds: answer "success" now, send the reply when it is ready.
+    log.warning(
+        "wechat %s: the turn is slow; the reply goes as a customer-service message", push.masked
+    )
+    later = asyncio.create_task(_deliver_later(channel, push, task))
+    channel.pending.add(later)
+    later.add_done_callback(channel.pending.discard)
+    return ""
+
+
+async def _turn(push: Push) -> Reply | None:
+    """Run the push through the conversation glue. ``None``: nothing to say."""
+    conversations = Conversations(push.rt)
+    action = push.action
+    try:
+        if action.kind == "text":
+            return await conversations.handle(push.event(action.text), wechat.render)
+        if action.kind == "case":
+            assert action.record_no is not None and action.source is not None
+            return await conversations.open_case(
+                push.event(), action.record_no, wechat.render, source=action.source
+            )
+        if action.kind == "rate":
+            record_no = await run_in_threadpool(
+                latest_unrated_case, push.rt, "wechat_hash", push.contact
+            )
+            if record_no is not None:
+                return await conversations.open_case(
+                    push.event(), record_no, wechat.render, source="menu"
+                )
+            return await _opening(push, welcome=False)
+        if action.kind == "welcome":
+            return await _opening(push, welcome=True)
+        if action.kind == "leave":
+            await conversations.close(push.event())
+            return None
+    except ConversationBusy:
+        # The conversation stayed locked past the wait: nothing was written or remembered, so
+        # the citizen's resend is handled as new.
+        log.warning("wechat %s: conversation busy; asked the citizen to resend", push.masked)
+        return Reply(gettext(push.locale, ids.ERROR_BUSY))
+    return None
+
+
+async def _opening(push: Push, *, welcome: bool) -> Reply:
+    """A new follower (with a welcome) or the menu's "rate": the current question of an open
+    conversation, else the first question of an unsolicited rating. A re-delivered event gets the
+    same answer and changes nothing."""
+    rt = push.rt
+    key = conversation_key(wechat.CHANNEL, push.contact)
+    async with rt.store.turn(key, push.delivery) as turn:
+        if turn.previous_reply is not None:
+            metrics.DUPLICATE_DELIVERIES.labels(wechat.CHANNEL).inc()
+            return Reply(turn.previous_reply, repeated=True)
+        before = load_session(turn.session)
+        now = rt.clock()
+        after = before
+        if before is None:
+            sprint = engine.start(rt.survey, session_id=str(uuid4()), now=now, locale=push.locale)
+            after, events = sprint.session, list(sprint.events)
+        else:
+            events = list(engine.ask(rt.survey, before).events)  # or "already rated"
+        if welcome:
+            events = [Say(ids.WECHAT_WELCOME), *events]
+        locale = after.locale if after is not None else push.locale
+        reply = wechat.render(events, locale)
+        turn.save(
+            after.model_dump(mode="json") if after else None,
+            ttl=session_ttl(after, now) if after else 1,
+            reply=reply,
+        )
+    return Reply(reply)
+
+
+async def _deliver_later(
+    channel: WeChatChannel, push: Push, task: asyncio.Task[Reply | None]
+) -> None:
+    """Wait for a slow turn, then send its reply as a customer-service message."""
+    try:
+        outcome = await task
+    except Exception:  # noqa: BLE001 - a background task has nobody else to tell
+        log.exception("wechat %s: a slow turn failed", push.masked)
+        return
+    if outcome is None or outcome.repeated or not outcome.text:
+        return  # nothing to say, or the first delivery of this push answers it
+    if channel.sender is None:
+        log.warning(
+            "wechat %s: a slow reply was not sent (set RATEBOT_WECHAT_APPID and "
+            "RATEBOT_WECHAT_SECRET for customer-service messages)",
+            push.masked,
+        )
+        return
+    delivery = await run_in_threadpool(channel.sender.send_text, push.openid, outcome.text)
+    if delivery.error:
+        log.warning("wechat %s: the slow reply was refused: %s", push.masked, delivery.error)

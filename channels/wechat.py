@@ -1,0 +1,318 @@
+"""WeChat official accounts (wechatpy): the server's signed XML pushes → what the citizen did, the
+engine's events → the text of a passive reply, and the API client for messages ratebot sends on
+its own (customer-service messages inside the 48-hour window, template messages outside it).
+
+Inbound XML is parsed only after two refusals: a body that is not UTF-8, and any ``<!DOCTYPE`` or
+``<!ENTITY`` (no external entity, no billion laughs) — WeChat never sends either.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from xml.parsers.expat import ExpatError
+
+import requests
+import xmltodict
+from wechatpy import WeChatClient
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES, BaseEvent
+from wechatpy.exceptions import (
+    InvalidAppIdException,
+    InvalidSignatureException,
+    WeChatClientException,
+)
+from wechatpy.messages import (
+    MESSAGE_TYPES,
+    BaseMessage,
+    TextMessage,
+    UnknownMessage,
+    VoiceMessage,
+)
+from wechatpy.replies import TextReply
+from wechatpy.session import SessionStorage
+from wechatpy.session.memorystorage import MemoryStorage
+from wechatpy.utils import WeChatSigner
+
+from channels.base import Delivery
+from channels.sms import render_text
+from dialogs.events import InboundEvent
+
+log = logging.getLogger("ratebot.wechat")
+
+CHANNEL = "wechat"
+PROVIDER = "wechat"
+DEFAULT_API_URL = "https://api.weixin.qq.com"
+REQUEST_TIMEOUT = 10  # seconds for one API call
+SUCCESS = "success"  # the passive reply that says "nothing to answer" (WeChat does not retry)
+REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+RATE_MENU_KEY = "RATE"  # the custom menu's CLICK key that asks to rate
+QR_SCENE_PREFIX = "qrscene_"  # EventKey of a subscribe by scanning a parametric QR code
+MAX_SCENE_STR = 64  # WeChat's limit for a QR code's scene_str
+_FORBIDDEN_MARKUP = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# errcodes that mean the citizen cannot be messaged now (not a fault of ours)
+OUT_OF_WINDOW = 45015  # no interaction in the last 48 hours: only template messages go through
+NOT_SUBSCRIBED = 43004  # the citizen does not follow the account
+
+# The WeChat text reply is the SMS text: typed chat, with the same "reply 1–5" instructions.
+render = render_text
+
+
+class BadWeChatRequest(ValueError):
+    """The push is not a message WeChat would send (the reason is safe to show)."""
+
+
+# --- signatures and safe mode ------------------------------------------------------------------
+
+
+def signature(token: str, *parts: str) -> str:
+    """WeChat's signature: SHA-1 of the token and the parts, sorted and joined (wechatpy's)."""
+    signer = WeChatSigner()
+    signer.add_data(token, *parts)
+    return signer.signature
+
+
+def signature_is_valid(given: str | None, token: str, *parts: str) -> bool:
+    """``given`` is the signature of ``parts`` with ``token``, compared in constant time."""
+    if not given:
+        return False
+    expected = signature(token, *parts)
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+def decrypt(
+    crypto: WeChatCrypto, encrypted: str, msg_signature: str, timestamp: str, nonce: str
+) -> bytes:
+    """The inner XML of a safe-mode push (its ``msg_signature`` checked in constant time by the
+    caller first; wechatpy checks it again)."""
+    try:
+        plain = crypto.decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
+    except InvalidSignatureException:
+        raise
+    except InvalidAppIdException as exc:
+        raise BadWeChatRequest("the encrypted message is for another AppID") from exc
+    except Exception as exc:  # noqa: BLE001 - bad base64, padding, length: all "undecryptable"
+        raise BadWeChatRequest("the encrypted message cannot be decrypted") from exc
+    return plain.encode("utf-8") if isinstance(plain, str) else bytes(plain)
+
+
+def encrypt(crypto: WeChatCrypto, xml: str, nonce: str) -> str:
+    """A passive reply in safe mode: WeChat's envelope (``Encrypt``, ``MsgSignature``…)."""
+    return str(crypto.encrypt_message(xml, nonce))
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def parse_xml(body: bytes) -> dict[str, Any]:
+    """The children of the ``<xml>`` root, refusing what WeChat never sends."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadWeChatRequest("body is not UTF-8") from exc
+    if _FORBIDDEN_MARKUP.search(text):
+        raise BadWeChatRequest("DOCTYPE and ENTITY declarations are not accepted")
+    if "\x00" in text:
+        raise BadWeChatRequest("body contains a NUL character")
+    try:
+        # str input is encoded to UTF-8 and parsed as such, whatever the XML declaration says
+        parsed = xmltodict.parse(text, disable_entities=True)
+    except (ExpatError, ValueError, RecursionError) as exc:
+        raise BadWeChatRequest("body is not well-formed XML") from exc
+    root = parsed.get("xml") if isinstance(parsed, dict) else None
+    if not isinstance(root, dict):
+        raise BadWeChatRequest("expected an <xml> root element with fields")
+    return root
+
+
+def encrypted_part(body: bytes) -> str:
+    """The ``Encrypt`` field of a safe-mode push."""
+    encrypted = parse_xml(body).get("Encrypt")
+    if not isinstance(encrypted, str) or not encrypted:
+        raise BadWeChatRequest("missing field: Encrypt")
+    return encrypted
+
+
+def parse(body: bytes) -> BaseMessage:
+    """The push as a wechatpy message or event, once every field we read is present and text."""
+    fields = parse_xml(body)
+    missing = [name for name in REQUIRED_FIELDS if not _text_field(fields, name)]
+    if missing:
+        raise BadWeChatRequest(f"missing field(s): {', '.join(missing)}")
+    if not str(fields["CreateTime"]).isdigit():
+        raise BadWeChatRequest("CreateTime is not a number")
+    msg_type = str(fields["MsgType"]).lower()
+    if msg_type == "event" and not _text_field(fields, "Event"):
+        raise BadWeChatRequest("missing field: Event")
+    msg_id = fields.get("MsgId")
+    if msg_id is not None and not (isinstance(msg_id, str) and msg_id.isdigit()):
+        raise BadWeChatRequest("MsgId is not a number")
+    for name in ("Content", "Recognition", "EventKey"):
+        if name in fields and fields[name] is not None and not isinstance(fields[name], str):
+            raise BadWeChatRequest(f"{name} is not text")
+    return _message(fields)
+
+
+def _message(fields: dict[str, Any]) -> BaseMessage:
+    """wechatpy's ``parse_message`` on fields already parsed (and checked) — the same classes,
+    including its subscribe-by-scan rule (``qrscene_<scene>`` → ``subscribe_scan``)."""
+    fields = dict(fields)
+    msg_type = str(fields["MsgType"]).lower()
+    if msg_type != "event":
+        return MESSAGE_TYPES.get(msg_type, UnknownMessage)(fields)
+    event = str(fields["Event"]).lower()
+    key = fields.get("EventKey") or ""
+    if event == "subscribe" and key.startswith(QR_SCENE_PREFIX):
+        event = fields["Event"] = "subscribe_scan"
+        fields["EventKey"] = key[len(QR_SCENE_PREFIX) :]
+    return EVENT_TYPES.get(event, BaseEvent)(fields)  # an event all the same: never an answer
+
+
+def _text_field(fields: dict[str, Any], name: str) -> bool:
+    value = fields.get(name)
+    return isinstance(value, str) and bool(value.strip())
+
+
+# --- what the citizen did ----------------------------------------------------------------------
+
+Kind = Literal["text", "case", "welcome", "rate", "leave", "ignore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What one push asks for.
+
+    ``text``: an answer (typed, or transcribed voice; "" for a picture or a sticker, which the
+    engine asks again for); ``case``: rate case ``record_no`` (a scanned parametric QR code);
+    ``welcome``: a new follower; ``rate``: the menu's "rate" button; ``leave``: unsubscribed;
+    ``ignore``: nothing to do (other events).
+    """
+
+    kind: Kind
+    text: str = ""
+    record_no: str | None = None
+    source: str | None = None
+
+
+def action(message: BaseMessage) -> Action:
+    if isinstance(message, TextMessage):
+        return Action("text", text=str(message.content or ""))
+    if isinstance(message, VoiceMessage):
+        return Action("text", text=str(message.recognition or ""))
+    if message.type != "event":
+        return Action("text")  # image, video, location, link…: not an answer
+    event = str(getattr(message, "event", "")).lower()
+    key = str(getattr(message, "scene_id", None) or getattr(message, "key", None) or "").strip()
+    if event in {"subscribe_scan", "scan"} and key:
+        return Action("case", record_no=key, source="qr_code")
+    if event in {"subscribe", "subscribe_scan"}:  # a code with an empty scene: a follower
+        return Action("welcome")
+    if event == "unsubscribe":
+        return Action("leave")
+    if event == "click" and key == RATE_MENU_KEY:
+        return Action("rate")
+    return Action("ignore")
+
+
+def delivery_id(message: BaseMessage, sender_hash: str) -> str:
+    """The idempotency key: ``MsgId`` for a message; sender, ``CreateTime`` and event for an event
+    (WeChat's own rule). Never the clear openid."""
+    if message.type != "event" and message.id:
+        return f"wechat:{message.id}"
+    kind = getattr(message, "event", None) or message.type
+    return f"wechat:{sender_hash}:{message.time}:{kind}"
+
+
+def inbound_event(sender_hash: str, text: str, delivery: str, locale: str) -> InboundEvent:
+    """WeChat pushes carry no language: a new conversation gets the deployment's default."""
+    return InboundEvent(
+        channel=CHANNEL, sender=sender_hash, text=text, delivery_id=delivery, locale=locale
+    )
+
+
+def passive_reply(text: str, message: BaseMessage) -> str:
+    """The XML answering ``message`` with ``text``, or ``success`` for nothing to say."""
+    if not text:
+        return SUCCESS
+    # CDATA cannot hold "]]>": split it across two sections.
+    safe = text.replace("]]>", "]]]]><![CDATA[>")
+    return str(TextReply(message=message, content=safe).render())
+
+
+# --- the API client ----------------------------------------------------------------------------
+
+
+class RatebotWeChatClient(WeChatClient):  # type: ignore[misc]
+    """wechatpy's client on a chosen API host: ``API_BASE_URL`` per instance, and the token
+    fetched from the same host (wechatpy's ``fetch_access_token`` names api.weixin.qq.com)."""
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        *,
+        api_url: str | None = None,
+        session: SessionStorage | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        super().__init__(appid, secret, session=session or MemoryStorage(), timeout=timeout)
+        self.API_BASE_URL = f"{(api_url or DEFAULT_API_URL).rstrip('/')}/cgi-bin/"
+        self.own_host = api_url is not None
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._fetch_access_token(
+            url=f"{self.API_BASE_URL}token",
+            params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
+        )
+        return result
+
+    def qrcode_image_url(self, ticket: str) -> str:
+        """Where the code's image is: WeChat's showqrcode, or the configured host's."""
+        if not self.own_host:
+            return str(self.qrcode.get_url(ticket))
+        return f"{self.API_BASE_URL}showqrcode?ticket={requests.utils.quote(ticket, safe='')}"
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def token_storage(redis_client: Any | None) -> SessionStorage:
+    """Where the access token lives: Redis (shared by every worker) or this process's memory."""
+    if redis_client is None:
+        return MemoryStorage()
+    from wechatpy.session.redisstorage import RedisStorage
+
+    return RedisStorage(redis_client, prefix="ratebot:wechatpy")
+
+
+@dataclass
+class WeChatSender:
+    """Sends to one openid: customer-service text (48-hour window) or a template message."""
+
+    client: RatebotWeChatClient
+
+    def send_text(self, to: str, body: str) -> Delivery:
+        return self._send("custom", lambda: self.client.message.send_text(to, body))
+
+    def send_template(
+        self, to: str, template_id: str, data: dict[str, Any], url: str | None = None
+    ) -> Delivery:
+        return self._send(
+            "template", lambda: self.client.message.send_template(to, template_id, data, url=url)
+        )
+
+    def _send(self, what: str, call: Any) -> Delivery:
+        try:
+            result = call()
+        except WeChatClientException as exc:
+            log.warning("WeChat refused a %s message: %s %s", what, exc.errcode, exc.errmsg)
+            error = f"{exc.errcode}: {exc.errmsg}" if exc.errcode else f"HTTP error: {exc}"
+            return Delivery(PROVIDER, None, "failed", error[:255])
+        except (requests.RequestException, OSError, ValueError) as exc:
+            log.warning("WeChat unreachable for a %s message: %s", what, type(exc).__name__)
+            return Delivery(PROVIDER, None, "failed", f"unreachable: {type(exc).__name__}")
+        msg_id = result.get("msgid") if isinstance(result, dict) else None
+        return Delivery(PROVIDER, str(msg_id) if msg_id else None, "sent")
