@@ -8,10 +8,10 @@ session together with the reply — then release the lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -99,13 +99,8 @@ class Conversations:
     async def handle(self, event: InboundEvent, render: Render) -> Reply:
         """The reply to one inbound message. A re-delivered message (same delivery id) gets the
         first reply again and changes nothing."""
-        key = conversation_key(event.channel, event.sender)
-        async with self.rt.store.turn(key, event.delivery_id) as turn:
-            if turn.previous_reply is not None:
-                metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
-                return Reply(turn.previous_reply, repeated=True)
-            before = load_session(turn.session)
-            now = self.rt.clock()
+
+        async def step(before: Session | None, now: datetime) -> Sprint:
             sprint = engine.resume(
                 self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
             )
@@ -113,17 +108,11 @@ class Conversations:
                 sprint = await run_in_threadpool(
                     self.apply, sprint, before, event.channel, event.sender, now
                 )
-            after = sprint.session
-            known = after or before
-            locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
-            reply = render(sprint.events, locale)
-            turn.save(
-                after.model_dump(mode="json") if after else None,
-                ttl=session_ttl(after, now) if after else 1,
-                reply=reply,
-            )
+            return sprint
+
+        reply = await self._turn(event, step, render)
         metrics.TURNS.labels(event.channel).inc()
-        return Reply(reply)
+        return reply
 
     async def open_case(
         self, event: InboundEvent, record_no: str, render: Render, *, source: str
@@ -134,6 +123,63 @@ class Conversations:
         progress there), is answered so; the same case again asks the current question again;
         otherwise the rating of that case begins, closing a conversation about another case.
         """
+
+        async def step(before: Session | None, now: datetime) -> Sprint:
+            case = await run_in_threadpool(_case, self.rt, record_no)
+            if case is None:
+                return Sprint(before, [Say(ids.CASE_UNKNOWN)])
+            if case.rated:
+                return Sprint(before, [Say(engine.ALREADY_RATED)])
+            if before is not None and before.step is not None:
+                if before.record_no == record_no:  # the same case: its current question again
+                    return engine.ask(self.rt.survey, before)
+                await self._close(event, before, now, reason="replaced")
+            sprint = engine.start(
+                self.rt.survey,
+                session_id=str(uuid4()),
+                now=now,
+                locale=event.locale or case.locale,
+                record_no=record_no,
+                invitation_id=case.invitation_id,
+            )
+            assert sprint.session is not None
+            return Sprint(sprint.session.model_copy(update={"source": source}), sprint.events)
+
+        return await self._turn(event, step, render)
+
+    async def close(self, event: InboundEvent) -> None:
+        """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
+        quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
+        forget it. Nothing is said; a re-delivered event changes nothing."""
+
+        async def step(before: Session | None, now: datetime) -> Sprint:
+            if before is not None and before.step is not None:
+                await self._close(event, before, now, reason="expired")
+            return Sprint(None, [])
+
+        await self._turn(event, step, lambda events, locale: "")
+
+    async def _close(
+        self,
+        event: InboundEvent,
+        session: Session,
+        now: datetime,
+        *,
+        reason: Literal["expired", "replaced"],
+    ) -> None:
+        """Close an open conversation that is being left or replaced, keeping its answers."""
+        closing = engine.expire(self.rt.survey, session, now=now, reason=reason)
+        await run_in_threadpool(self.apply, closing, session, event.channel, event.sender, now)
+
+    async def _turn(
+        self,
+        event: InboundEvent,
+        step: Callable[[Session | None, datetime], Awaitable[Sprint]],
+        render: Render,
+    ) -> Reply:
+        """One turn of ``event``'s conversation: under its lock, answer a re-delivery with the
+        first reply; else run ``step`` on the session and keep what it returns, together with
+        the rendered reply."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
@@ -141,58 +187,17 @@ class Conversations:
                 return Reply(turn.previous_reply, repeated=True)
             before = load_session(turn.session)
             now = self.rt.clock()
-            case = await run_in_threadpool(_case, self.rt, record_no)
-            after = before
-            if case is None:
-                events: list[Event] = [Say(ids.CASE_UNKNOWN)]
-            elif case.rated:
-                events = [Say(engine.ALREADY_RATED)]
-            elif before is not None and before.step is not None and before.record_no == record_no:
-                events = engine.ask(self.rt.survey, before).events
-            else:
-                if before is not None and before.step is not None:
-                    closing = engine.expire(self.rt.survey, before, now=now, reason="replaced")
-                    await run_in_threadpool(
-                        self.apply, closing, before, event.channel, event.sender, now
-                    )
-                locale = event.locale or case.locale
-                sprint = engine.start(
-                    self.rt.survey,
-                    session_id=str(uuid4()),
-                    now=now,
-                    locale=locale,
-                    record_no=record_no,
-                    invitation_id=case.invitation_id,
-                )
-                assert sprint.session is not None
-                after = sprint.session.model_copy(update={"source": source})
-                events = sprint.events
-            locale = after.locale if after else (event.locale or self.rt.settings.default_locale)
-            reply = render(events, locale)
+            sprint = await step(before, now)
+            after = sprint.session
+            known = after or before
+            locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
+            reply = render(sprint.events, locale)
             turn.save(
                 after.model_dump(mode="json") if after else None,
-                ttl=session_ttl(after, now) if after else 1,
+                ttl=session_ttl(after, now) if after else None,
                 reply=reply,
             )
         return Reply(reply)
-
-    async def close(self, event: InboundEvent) -> None:
-        """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
-        quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
-        forget it. Nothing is said; a re-delivered event changes nothing."""
-        key = conversation_key(event.channel, event.sender)
-        async with self.rt.store.turn(key, event.delivery_id) as turn:
-            if turn.previous_reply is not None:
-                metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
-                return
-            before = load_session(turn.session)
-            if before is not None and before.step is not None:
-                now = self.rt.clock()
-                closing = engine.expire(self.rt.survey, before, now=now)
-                await run_in_threadpool(
-                    self.apply, closing, before, event.channel, event.sender, now
-                )
-            turn.save(None, reply="")
 
     def apply(
         self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime
