@@ -142,7 +142,7 @@ class ServiceRecordCreate(BaseModel):
     clerk: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
     completed_at: AwareDatetime | None = None
     citizen: CitizenIn | None = None
-    channel: Literal["sms"] | None = None
+    channel: Literal["sms", "wechat"] | None = None  # default: sms with a phone, else wechat
 
 
 # --- the routes -----------------------------------------------------------------------------
@@ -191,7 +191,10 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
         db.add(record)
         try:
             db.flush()
-            invitation = new_invitation(db, rt, record, body.channel or "sms", now)
+            channel = body.channel or (
+                "wechat" if citizen.wechat_openid and not citizen.phone else "sms"
+            )
+            invitation = new_invitation(db, rt, record, channel, now)
             db.commit()
         except IntegrityError:  # the same record_no reported twice at the same instant
             db.rollback()

@@ -198,8 +198,7 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
     import httpx
     from wechatpy.exceptions import WeChatClientException
 
-    from bot.wechat import make_client
-    from channels.wechat import MAX_SCENE_STR
+    from channels.wechat import MAX_SCENE_STR, make_client
 
     settings = _settings()
     if not settings.wechat_sending_enabled:
@@ -212,7 +211,13 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
     }
     if args.expire_seconds:
         data["expire_seconds"] = args.expire_seconds
-    client = make_client(settings)
+    assert settings.wechat_appid and settings.wechat_secret
+    client = make_client(
+        settings.wechat_appid,
+        settings.wechat_secret,
+        api_url=settings.wechat_api_url,
+        redis_url=settings.redis_url,
+    )
     try:
         result = client.qrcode.create(data)
         ticket = str(result["ticket"])
@@ -221,9 +226,6 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
         sys.exit(f"ratebot: WeChat refused the QR code: {exc.errcode} {exc.errmsg}")
     finally:
         client.close()
-        redis_client = getattr(client.session, "redis", None)
-        if redis_client is not None:
-            redis_client.close()
     print(f"ticket: {ticket}")
     print(f"scan URL: {result.get('url', '')}")
     print(f"image: {image_url}")

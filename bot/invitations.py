@@ -22,18 +22,24 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.conversation import Conversations, conversation_key, load_session, session_ttl
 from bot.optouts import is_opted_out
+from bot.privacy import mask
 from bot.runtime import Runtime
 from channels.base import Delivery
 from channels.sms import render_text
+from channels.wechat import WeChatSender
 from dialogs import engine
-from dialogs.events import Say
-from locales import ids
+from dialogs.events import Event, Say
+from locales import gettext, ids
 from storage.models import Invitation, OutboundMessage, ServiceRecord
 
 log = logging.getLogger("ratebot.invitations")
 
-RENDERERS = {"sms": render_text}
 PENDING = ("scheduled", "sending", "sent")
+# Where a record keeps each channel's contact: (keyed hash column, encrypted column).
+CONTACTS = {"sms": ("phone_hash", "phone_enc"), "wechat": ("wechat_hash", "wechat_enc")}
+# WeChat refusals after which an invitation goes by SMS instead: 45015 out of the 48-hour window
+# (a customer-service message without a template), 43004 the citizen does not follow.
+FALLBACK = ("45015", "43004")
 
 
 def send_time(now: datetime, zone: ZoneInfo, quiet: tuple[time, time] | None) -> datetime:
@@ -54,7 +60,7 @@ def new_invitation(
     db: DbSession, rt: Runtime, record: ServiceRecord, channel: str, now: datetime
 ) -> Invitation:
     """The invitation for a newly reported ``record``: scheduled, or suppressed with a reason."""
-    contact_hash = record.phone_hash if channel == "sms" else None
+    contact_hash = getattr(record, CONTACTS[channel][0]) if channel in CONTACTS else None
     assert record.id is not None
     invitation = Invitation(
         record_id=record.id,
@@ -113,18 +119,40 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
 
 
 async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
-    """Send an invitation its caller has claimed (status ``sending``) and open its conversation."""
+    """Send an invitation its caller has claimed (status ``sending``) and open its conversation.
+
+    A WeChat invitation the account may not send (45015: outside the 48-hour window and no
+    template; 43004: the citizen does not follow) falls back to SMS when the phone is known;
+    every attempt is recorded.
+    """
     now = rt.clock()
     invitation, record = await run_in_threadpool(_load_invitation, rt, invitation_id)
-    assert record.phone_enc and record.phone_hash and invitation.id is not None
-    key = conversation_key(invitation.channel, record.phone_hash)
+    assert invitation.id is not None
+    channels = [invitation.channel]
+    if invitation.channel != "sms" and record.phone_enc:
+        channels.append("sms")
+    for channel in channels:
+        delivery = await _invite(rt, invitation.id, record, channel, now)
+        await run_in_threadpool(
+            _record_sent, rt, invitation.id, record, delivery, "invitation", now, channel
+        )
+        if not (delivery.status == "failed" and (delivery.error or "").startswith(FALLBACK)):
+            break
+
+
+async def _invite(
+    rt: Runtime, invitation_id: int, record: ServiceRecord, channel: str, now: datetime
+) -> Delivery:
+    """Open the conversation about ``record`` in ``channel`` and send the invitation."""
+    contact_hash, contact = _contact(rt, record, channel)
+    key = conversation_key(channel, contact_hash)
     async with rt.store.turn(key) as turn:
         before = load_session(turn.session)
         if before is not None and before.step is not None:
             # A conversation about an earlier case is still open: close it, keeping its answers.
             closing = engine.expire(rt.survey, before, now=now, reason="replaced")
             await run_in_threadpool(
-                Conversations(rt).apply, closing, before, invitation.channel, record.phone_hash, now
+                Conversations(rt).apply, closing, before, channel, contact_hash, now
             )
         sprint = engine.start(
             rt.survey,
@@ -132,19 +160,54 @@ async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
             now=now,
             locale=record.locale,
             record_no=record.record_no,
-            invitation_id=invitation.id,
+            invitation_id=invitation_id,
         )
-        events = [
-            Say(ids.INVITATION_INTRO, invitation_params(record, rt)),
-            *sprint.events,
-            Say(ids.INVITATION_OPTOUT),
-        ]
-        body = RENDERERS[invitation.channel](events, record.locale)
-        phone = rt.privacy.decrypt(record.phone_enc)
-        delivery = await run_in_threadpool(rt.senders[invitation.channel].send_text, phone, body)
-        if delivery.status != "failed" and sprint.session is not None:
-            turn.save(sprint.session.model_dump(mode="json"), ttl=session_ttl(sprint.session, now))
-    await run_in_threadpool(_record_sent, rt, invitation.id, record, delivery, "invitation", now)
+        assert sprint.session is not None
+        session = sprint.session.model_copy(update={"source": "invitation"})
+        delivery = await run_in_threadpool(
+            _send, rt, channel, contact, record, ids.INVITATION_INTRO, sprint.events
+        )
+        if delivery.status != "failed":
+            turn.save(session.model_dump(mode="json"), ttl=session_ttl(session, now))
+    return delivery
+
+
+def _contact(rt: Runtime, record: ServiceRecord, channel: str) -> tuple[str, str]:
+    """(keyed hash, clear value) of the record's contact in ``channel``."""
+    hash_column, encrypted_column = CONTACTS[channel]
+    contact_hash, encrypted = getattr(record, hash_column), getattr(record, encrypted_column)
+    assert contact_hash and encrypted, f"no {channel} contact: the invitation was suppressed"
+    return contact_hash, rt.privacy.decrypt(encrypted)
+
+
+def _send(
+    rt: Runtime,
+    channel: str,
+    contact: str,
+    record: ServiceRecord,
+    intro: str,
+    events: list[Event],
+) -> Delivery:
+    """An invitation or reminder: the intro, the opening question, how to opt out. In WeChat a
+    template message when one is configured (it reaches followers outside the 48-hour window),
+    its fields filled as ``RATEBOT_WECHAT_TEMPLATE_FIELDS`` maps them."""
+    params = invitation_params(record, rt)
+    sender = rt.senders[channel]
+    template_id = rt.settings.wechat_template_id
+    if channel == "wechat" and template_id and isinstance(sender, WeChatSender):
+        values = {
+            **params,
+            "intro": gettext(record.locale, intro, **params),
+            "question": render_text(events, record.locale),
+            "optout": gettext(record.locale, ids.INVITATION_OPTOUT),
+        }
+        data = {
+            field: {"value": values[name]}
+            for field, name in rt.settings.wechat_template_fields.items()
+        }
+        return sender.send_template(contact, template_id, data)
+    body = render_text([Say(intro, params), *events, Say(ids.INVITATION_OPTOUT)], record.locale)
+    return sender.send_text(contact, body)
 
 
 def _load_invitation(rt: Runtime, invitation_id: int) -> tuple[Invitation, ServiceRecord]:
@@ -182,12 +245,15 @@ def _record_sent(
     delivery: Delivery,
     purpose: str,
     now: datetime,
+    channel: str,
 ) -> None:
     with DbSession(rt.db) as db, db.begin():
         invitation = db.get_one(Invitation, invitation_id)
         if purpose == "invitation":
             failed = delivery.status == "failed"
             invitation.status = "failed" if failed else "sent"
+            if not failed:  # the channel it went out on (after a fallback: SMS)
+                invitation.channel = channel
             # the provider's own words are kept on the outbound message
             invitation.reason = "send_failed" if failed else None
             if not failed:
@@ -201,8 +267,8 @@ def _record_sent(
             OutboundMessage(
                 invitation_id=invitation_id,
                 purpose=purpose,
-                channel=invitation.channel,
-                to_mask=record.phone_mask or "",
+                channel=channel,
+                to_mask=_contact_mask(rt, record, channel),
                 provider=delivery.provider,
                 provider_id=delivery.provider_id,
                 status=delivery.status,
@@ -220,8 +286,8 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
     if claimed is None:
         return
     invitation, record = claimed
-    assert record.phone_enc and record.phone_hash
-    async with rt.store.turn(conversation_key(invitation.channel, record.phone_hash)) as turn:
+    contact_hash, contact = _contact(rt, record, invitation.channel)
+    async with rt.store.turn(conversation_key(invitation.channel, contact_hash)) as turn:
         session = load_session(turn.session)
         if (
             session is None
@@ -231,16 +297,12 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
         ):
             return  # answered (or replaced) since: no reminder
         opening = engine.start(rt.survey, session_id=session.id, now=now, locale=session.locale)
-        events = [
-            Say(ids.REMINDER_INTRO, invitation_params(record, rt)),
-            *opening.events,
-            Say(ids.INVITATION_OPTOUT),
-        ]
-        body = RENDERERS[invitation.channel](events, session.locale)
         delivery = await run_in_threadpool(
-            rt.senders[invitation.channel].send_text, rt.privacy.decrypt(record.phone_enc), body
+            _send, rt, invitation.channel, contact, record, ids.REMINDER_INTRO, opening.events
         )
-    await run_in_threadpool(_record_sent, rt, invitation_id, record, delivery, "reminder", now)
+    await run_in_threadpool(
+        _record_sent, rt, invitation_id, record, delivery, "reminder", now, invitation.channel
+    )
 
 
 def _claim_reminder(
@@ -290,3 +352,10 @@ def record_delivery_status(rt: Runtime, provider_id: str, state: str, error: str
                 rt.clock(),
             )
             db.add(message)
+
+
+def _contact_mask(rt: Runtime, record: ServiceRecord, channel: str) -> str:
+    if channel == "sms":
+        return record.phone_mask or ""
+    encrypted = getattr(record, CONTACTS[channel][1])
+    return mask(rt.privacy.decrypt(encrypted)) if encrypted else ""

@@ -13,6 +13,7 @@ from bot.settings import Settings
 from channels.base import Sender
 from channels.console import ConsoleSender
 from channels.twilio import TwilioSender
+from channels.wechat import WeChatSender, make_client
 from dialogs.survey import Survey, load_survey
 from storage.base import ConversationStore
 from storage.db import create_db_engine
@@ -47,16 +48,30 @@ class Runtime:
             )
         else:
             sms = ConsoleSender("sms")
+        senders: dict[str, Sender] = {"sms": sms}
+        if settings.wechat_sending_enabled:
+            assert settings.wechat_appid and settings.wechat_secret
+            client = make_client(
+                settings.wechat_appid,
+                settings.wechat_secret,
+                api_url=settings.wechat_api_url,
+                redis_url=settings.redis_url,
+            )
+            senders["wechat"] = WeChatSender(client)
+        else:
+            senders["wechat"] = ConsoleSender("wechat")
         return cls(
             settings=settings,
             db=create_db_engine(settings.database_url),
             store=conversation_store_from_url(settings.redis_url),
             survey=load_survey(settings.survey_path),
             privacy=Privacy(settings.secret_key),
-            senders={"sms": sms},
+            senders=senders,
             clock=clock,
         )
 
     async def close(self) -> None:
+        for sender in self.senders.values():
+            sender.close()
         await self.store.close()
         self.db.dispose()

@@ -16,6 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from locales import LOCALES
 
+TEMPLATE_VALUES = {"intro", "item", "hall", "date", "question", "optout"}
+DEFAULT_TEMPLATE_FIELDS = {
+    "first": "intro",
+    "keyword1": "item",
+    "keyword2": "hall",
+    "keyword3": "date",
+    "remark": "question",
+}
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "development-only-secret"}
 # Telegram's rules: a bot token is "<bot id>:<secret>"; a webhook secret_token is 1-256 characters
 # of A-Z, a-z, 0-9, _ and -.
@@ -50,6 +58,10 @@ class Settings(BaseSettings):
     wechat_secret: str | None = None  # AppSecret: outbound messages (access token)
     wechat_api_url: str | None = None  # a WeChat-compatible API (tests, emulators)
     wechat_template_id: str | None = None  # the invitation's template message
+    # template field → what fills it: intro, item, hall, date, question, optout
+    wechat_template_fields: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TEMPLATE_FIELDS)
+    )
     default_locale: str = "zh_Hans_CN"
     timezone: str = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"
@@ -183,6 +195,16 @@ class Settings(BaseSettings):
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_token)
+
+    @field_validator("wechat_template_fields")
+    @classmethod
+    def _known_template_values(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value.values()) - TEMPLATE_VALUES)
+        if unknown:
+            raise ValueError(
+                f"unknown value(s) {', '.join(unknown)}; use {', '.join(sorted(TEMPLATE_VALUES))}"
+            )
+        return value
 
     @property
     def zone(self) -> ZoneInfo:

@@ -19,7 +19,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import uuid4
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
@@ -43,6 +42,7 @@ from bot.privacy import mask
 from bot.runtime import Runtime
 from bot.settings import Settings
 from channels import wechat
+from channels.base import Sender
 from dialogs import engine
 from dialogs.events import InboundEvent, Say
 from locales import gettext, ids
@@ -60,59 +60,32 @@ class WeChatChannel:
 
     settings: Settings
     crypto: WeChatCrypto | None = None
-    client: wechat.RatebotWeChatClient | None = None
-    sender: wechat.WeChatSender | None = None
-    redis: Any = None  # the sync Redis client of the token storage
+    sender: Sender | None = None  # the runtime's, when an AppID and AppSecret are set
     reply_budget: float = REPLY_BUDGET
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WeChatChannel:
+    def from_runtime(cls, rt: Runtime) -> WeChatChannel:
+        settings = rt.settings
         assert settings.wechat_token, "WeChat is not configured"
         crypto = None
         if settings.wechat_aes_key:
             crypto = WeChatCrypto(
                 settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid
             )
-        channel = cls(settings, crypto=crypto)
-        if settings.wechat_sending_enabled:
-            channel.client = make_client(settings, channel)
-            channel.sender = wechat.WeChatSender(channel.client)
-        return channel
+        sender = rt.senders["wechat"] if settings.wechat_sending_enabled else None
+        return cls(settings, crypto=crypto, sender=sender)
 
     async def close(self) -> None:
+        """Let turns finishing in the background end (the runtime closes the sender after)."""
         if self.pending:
             await asyncio.wait(self.pending, timeout=SHUTDOWN_WAIT)
-        if self.client is not None:
-            self.client.close()
-        if self.redis is not None:
-            self.redis.close()
-
-
-def make_client(settings: Settings, holder: Any = None) -> wechat.RatebotWeChatClient:
-    """wechatpy's client for the configured account, its access token in Redis when configured
-    (shared by every worker), else in this process's memory. ``holder.redis`` gets the Redis
-    client to close."""
-    assert settings.wechat_appid and settings.wechat_secret
-    redis_client = None
-    if settings.redis_url:
-        import redis
-
-        redis_client = redis.Redis.from_url(settings.redis_url)
-        if holder is not None:
-            holder.redis = redis_client
-    return wechat.RatebotWeChatClient(
-        settings.wechat_appid,
-        settings.wechat_secret,
-        api_url=settings.wechat_api_url,
-        session=wechat.token_storage(redis_client),
-    )
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     rt: Runtime = app.state.runtime
-    channel = WeChatChannel.from_settings(rt.settings) if rt.settings.wechat_enabled else None
+    channel = WeChatChannel.from_runtime(rt) if rt.settings.wechat_enabled else None
     app.state.wechat = channel
     try:
         yield

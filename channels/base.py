@@ -21,3 +21,6 @@ class Sender(Protocol):
     """Sends one text to one contact (a phone number, an openid, a chat id) in clear."""
 
     def send_text(self, to: str, body: str) -> Delivery: ...
+
+    def close(self) -> None:
+        """Release connections (the app is shutting down)."""

@@ -21,3 +21,6 @@ class ConsoleSender:
         print(f"[outbox {self.channel}] to {mask(to)}:\n{body}\n", flush=True)
         log.info("console outbox: %s message to %s", self.channel, mask(to))
         return Delivery(provider="console", provider_id=None, status="sent (console)")
+
+    def close(self) -> None:
+        pass

@@ -61,3 +61,6 @@ class TwilioSender:
             log.warning("twilio unreachable for an SMS to %s: %s", mask(to), type(exc).__name__)
             return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
         return Delivery("twilio", message.sid, str(message.status or "queued"))
+
+    def close(self) -> None:
+        pass  # the twilio client opens a connection per request

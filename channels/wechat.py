@@ -277,6 +277,22 @@ class RatebotWeChatClient(WeChatClient):  # type: ignore[misc]
 
     def close(self) -> None:
         self._http.close()
+        token_redis = getattr(self.session, "redis", None)  # RedisStorage's client
+        if token_redis is not None:
+            token_redis.close()
+
+
+def make_client(
+    appid: str, secret: str, *, api_url: str | None = None, redis_url: str | None = None
+) -> RatebotWeChatClient:
+    """wechatpy's client for an official account; its access token in Redis when ``redis_url``
+    is given (shared by every worker), else in this process's memory. ``close()`` closes both."""
+    redis_client = None
+    if redis_url:
+        import redis
+
+        redis_client = redis.Redis.from_url(redis_url)
+    return RatebotWeChatClient(appid, secret, api_url=api_url, session=token_storage(redis_client))
 
 
 def token_storage(redis_client: Any | None) -> SessionStorage:
@@ -296,6 +312,9 @@ class WeChatSender:
 
     def send_text(self, to: str, body: str) -> Delivery:
         return self._send("custom", lambda: self.client.message.send_text(to, body))
+
+    def close(self) -> None:
+        self.client.close()
 
     def send_template(
         self, to: str, template_id: str, data: dict[str, Any], url: str | None = None

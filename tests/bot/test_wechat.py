@@ -25,10 +25,10 @@ from bot.app import create_app
 from bot.cli import main
 from bot.conversation import conversation_key
 from bot.settings import Settings
-from bot.wechat import make_client
 from channels import wechat
-from tests.bot.conftest import FakeClock, Harness, make_settings
+from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChat
+from tests.samples import PHONE
 
 TOKEN = "ratebotToken2026"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
@@ -418,7 +418,12 @@ async def test_the_access_token_is_fetched_once_and_shared(
 ) -> None:
     settings = make_settings(**backend, **wechat_settings(fake_wechat))
     if settings.redis_url:  # two workers: two clients on the same Redis
-        first, second = make_client(settings), make_client(settings)
+        first, second = (
+            wechat.make_client(
+                APPID, SECRET, api_url=settings.wechat_api_url, redis_url=settings.redis_url
+            )
+            for _ in range(2)
+        )
     else:  # one process: its clients share one memory storage
         storage = wechat.token_storage(None)
         first, second = (
@@ -431,10 +436,7 @@ async def test_the_access_token_is_fetched_once_and_shared(
             assert delivery.status == "sent" and delivery.error is None
     finally:
         for client in (first, second):
-            client.close()
-            redis_client = getattr(client.session, "redis", None)
-            if redis_client is not None:
-                redis_client.close()
+            client.close()  # and its token storage's Redis client
     assert len(fake_wechat.of("token")) == 1
     assert len(fake_wechat.custom) == 2
 
@@ -544,3 +546,96 @@ def test_qrcode_command(
     main(["wechat", "qrcode", "--record-no", RECORD, "--expire-seconds", "3600"])
     temporary = fake_wechat.of("qrcode/create")[-1].body
     assert temporary["action_name"] == "QR_STR_SCENE" and temporary["expire_seconds"] == 3600
+
+
+# --- invitations to citizens reported with an openid ------------------------------------------
+
+TEMPLATE = "tmpl-invite-01"
+
+
+@pytest.fixture
+async def wx_invites(
+    backend: dict[str, Any], clock: FakeClock, fake_wechat: FakeWeChat
+) -> AsyncIterator[WX]:
+    settings = make_settings(**backend, **wechat_settings(fake_wechat), wechat_template_id=TEMPLATE)
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            yield WX(Harness(client=client, rt=app.state.runtime, clock=clock), fake_wechat)
+
+
+async def report(wx: WX, **citizen: Any) -> dict[str, Any]:
+    response = await wx.h.report(citizen=citizen)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_invitation_goes_as_a_template_message_and_the_chat_rates_that_case(
+    wx_invites: WX,
+) -> None:
+    wx = wx_invites
+    body = await report(wx, wechat_openid=OPENID)
+    invitation = body["invitations"][0]
+    assert invitation["channel"] == "wechat" and invitation["status"] == "sent"
+    [message] = invitation["messages"]
+    assert message["provider"] == "wechat" and OPENID not in message["to"]
+    [sent] = wx.fake.of("message/template/send")
+    assert sent.body["touser"] == OPENID and sent.body["template_id"] == TEMPLATE
+    data = sent.body["data"]
+    assert data["keyword1"]["value"] == "不动产登记"
+    assert data["keyword2"]["value"] == "烟台市政务服务中心"
+    assert "5 非常满意" in data["remark"]["value"]
+    assert "已办结" in data["first"]["value"]
+    # the citizen answers in the chat: the rating is of that case
+    assert "服务态度" in await wx.say("5")
+    await wx.say("4 5 5")
+    await wx.say("0")
+    lookup = await wx.h.client.get(
+        "/api/v1/service-records/370200-2026-0001", headers=wx.h.api_key()
+    )
+    rating = lookup.json()["rating"]
+    assert rating["status"] == "complete" and rating["provider"] == "wechat"
+    assert rating["channel"] == "mobile" and rating["unsolicited"] is False
+
+
+async def test_not_following_falls_back_to_sms_and_both_attempts_are_recorded(
+    wx_invites: WX, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wx = wx_invites
+    wx.fake.fail["message/template/send"] = (43004, "require subscribe")
+    response = await wx.h.report(
+        citizen={"wechat_openid": OPENID, "phone": PHONE}, channel="wechat"
+    )
+    assert response.status_code == 201, response.text
+    invitation = response.json()["invitations"][0]
+    assert invitation["status"] == "sent" and invitation["channel"] == "sms"
+    attempts = [(m["provider"], m["status"]) for m in invitation["messages"]]
+    assert attempts == [("wechat", "failed"), ("console", "sent (console)")]
+    assert "43004" in invitation["messages"][0]["error"]
+    assert "+86 138****1234" in capsys.readouterr().out
+    # the conversation is the SMS one
+    assert "服务态度" in await wx.h.reply_text("5")
+
+
+async def test_other_refusals_do_not_fall_back(wx_invites: WX) -> None:
+    wx = wx_invites
+    wx.fake.fail["message/template/send"] = (40003, "invalid openid")
+    body = await report(wx, wechat_openid=OPENID, phone=PHONE, locale="en")
+    # a phone is known, so SMS is the default channel: ask for WeChat explicitly
+    assert body["invitations"][0]["channel"] == "sms"
+    response = await wx.h.report(
+        "370200-2026-0002", citizen={"wechat_openid": "o-other"}, channel="wechat"
+    )
+    invitation = response.json()["invitations"][0]
+    assert invitation["status"] == "failed" and len(invitation["messages"]) == 1
+
+
+async def test_without_a_template_the_invitation_is_a_customer_service_message(
+    wx: WX,
+) -> None:
+    body = await report(wx, wechat_openid=OPENID)
+    assert body["invitations"][0]["status"] == "sent"
+    [sent] = wx.fake.custom
+    assert "不动产登记" in sent.body["text"]["content"]
+    assert "5 非常满意" in sent.body["text"]["content"]
