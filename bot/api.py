@@ -334,6 +334,55 @@ def rating_views(
     return views
 
 
+class WeChatQrCodeIn(BaseModel):
+    """Optional: ``expire_seconds`` for a temporary code (WeChat allows up to 30 days)."""
+
+    model_config = ConfigDict(extra="forbid")
+    expire_seconds: int | None = Field(default=None, ge=60, le=2_592_000)
+
+
+@router.post("/service-records/{record_no}/wechat-qrcode", dependencies=[require_role("platform")])
+def create_wechat_qrcode(
+    record_no: str, rt: RuntimeDep, db: DbDep, body: WeChatQrCodeIn | None = None
+) -> dict[str, Any]:
+    """A WeChat parametric QR code that opens this case's rating in the official account (scene =
+    the record number): permanent, or temporary with ``expire_seconds``."""
+    import requests
+    from wechatpy.exceptions import WeChatClientException
+
+    from channels.wechat import WeChatSender, case_qrcode
+
+    found = db.exec(select(ServiceRecord.id).where(ServiceRecord.record_no == record_no)).first()
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no service record {record_no!r}")
+    sender = rt.senders.get("wechat")
+    if not isinstance(sender, WeChatSender):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "WeChat sending is not configured (RATEBOT_WECHAT_APPID and RATEBOT_WECHAT_SECRET)",
+        )
+    expire_seconds = body.expire_seconds if body is not None else None
+    try:
+        code = case_qrcode(sender.client, record_no, expire_seconds)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except WeChatClientException as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            f"WeChat refused the QR code: {exc.errcode} {exc.errmsg}",
+        ) from exc
+    except (requests.RequestException, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, f"WeChat unreachable: {type(exc).__name__}"
+        ) from exc
+    return {
+        "ticket": code.ticket,
+        "url": code.url,
+        "image_url": code.image_url,
+        "expire_seconds": code.expire_seconds,
+    }
+
+
 @router.get("/ratings", dependencies=[require_role("admin")])
 def list_ratings(
     db: DbDep,

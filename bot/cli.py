@@ -198,19 +198,11 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
     import httpx
     from wechatpy.exceptions import WeChatClientException
 
-    from channels.wechat import MAX_SCENE_STR, make_client
+    from channels.wechat import case_qrcode, make_client
 
     settings = _settings()
     if not settings.wechat_sending_enabled:
         sys.exit("ratebot: set RATEBOT_WECHAT_APPID and RATEBOT_WECHAT_SECRET first")
-    if not 0 < len(args.record_no) <= MAX_SCENE_STR:
-        sys.exit(f"ratebot: a QR code's scene is 1-{MAX_SCENE_STR} characters")
-    data: dict[str, object] = {
-        "action_name": "QR_STR_SCENE" if args.expire_seconds else "QR_LIMIT_STR_SCENE",
-        "action_info": {"scene": {"scene_str": args.record_no}},
-    }
-    if args.expire_seconds:
-        data["expire_seconds"] = args.expire_seconds
     assert settings.wechat_appid and settings.wechat_secret
     client = make_client(
         settings.wechat_appid,
@@ -219,18 +211,19 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
         redis_url=settings.redis_url,
     )
     try:
-        result = client.qrcode.create(data)
-        ticket = str(result["ticket"])
-        image_url = client.qrcode_image_url(ticket)
+        code = case_qrcode(client, args.record_no, args.expire_seconds)
+    except ValueError as exc:
+        sys.exit(f"ratebot: {exc}")
     except WeChatClientException as exc:
         sys.exit(f"ratebot: WeChat refused the QR code: {exc.errcode} {exc.errmsg}")
     finally:
         client.close()
-    print(f"ticket: {ticket}")
-    print(f"scan URL: {result.get('url', '')}")
+    image_url = code.image_url
+    print(f"ticket: {code.ticket}")
+    print(f"scan URL: {code.url}")
     print(f"image: {image_url}")
-    if args.expire_seconds:
-        print(f"expires in {result.get('expire_seconds', args.expire_seconds)} s")
+    if code.expire_seconds:
+        print(f"expires in {code.expire_seconds} s")
     if args.save:
         response = httpx.get(image_url, timeout=15)
         if response.status_code != 200 or response.headers.get("content-type", "").startswith(

@@ -5,6 +5,14 @@ is right). ``POST /channels/wechat`` is every push — messages and events, in p
 mode (``encrypt_type=aes``) — answered in the HTTP response with a passive reply (encrypted when
 the push was), or ``success`` for nothing to say.
 
+A passive reply can only be text. When the reply asks a question with options (a level, a choice,
+yes / no) and an AppID and AppSecret are configured, it goes as customer-service messages instead —
+statements as text, the question as a message menu to tap (the typed "reply 1-5" line under it) —
+and the push is answered ``success``; if WeChat refuses them (e.g. 45015, outside the 48-hour
+window), the push is answered with the passive text after all. A tapped item comes back as text
+with ``bizmsgmenuid``: the engine gets that id (the value), not the label. A re-delivered push whose
+reply went as messages is answered ``success``: nothing is sent twice.
+
 WeChat waits 5 seconds for the answer, then retries (three times). A turn not done within
 ``reply_budget`` seconds (a busy conversation) is answered ``success`` at once and finished in the
 background; its reply then goes out as a customer-service message, when an AppID and AppSecret
@@ -19,6 +27,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import uuid4
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
@@ -62,7 +71,7 @@ class WeChatChannel:
     crypto: WeChatCrypto | None = None
     sender: Sender | None = None  # the runtime's, when an AppID and AppSecret are set
     reply_budget: float = REPLY_BUDGET
-    pending: set[asyncio.Task[None]] = field(default_factory=set)
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
     def from_runtime(cls, rt: Runtime) -> WeChatChannel:
@@ -178,8 +187,8 @@ class Push:
     def locale(self) -> str:
         return self.rt.settings.default_locale
 
-    def event(self, text: str = "") -> InboundEvent:
-        return wechat.inbound_event(self.contact, text, self.delivery, self.locale)
+    def event(self, text: str = "", button: str | None = None) -> InboundEvent:
+        return wechat.inbound_event(self.contact, text, self.delivery, self.locale, button)
 
     @property
     def masked(self) -> str:
@@ -193,11 +202,20 @@ async def _answer(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> 
     push = Push(rt, openid, contact, wechat.delivery_id(message, contact), wechat.action(message))
     if push.action.kind == "ignore":
         return ""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + channel.reply_budget
     task = asyncio.create_task(_turn(push))
     done, _ = await asyncio.wait({task}, timeout=channel.reply_budget)
     if done:
         outcome = task.result()
-        return outcome.text if outcome is not None else ""  # a re-delivery: the same again
+        if outcome is None:
+            return ""
+        reply = wechat.load_reply(outcome.text)
+        if not reply.messages or not isinstance(channel.sender, wechat.WeChatSender):
+            return reply.text  # a re-delivery: the same again
+        if outcome.repeated:
+            return ""  # the first delivery sent its messages (or answered the text)
+        return await _send_now(channel, push, reply, deadline - loop.time())
     # Too slow for WeChat's 5 seconds: answer "success" now, send the reply when it is ready.
     log.warning(
         "wechat %s: the turn is slow; the reply goes as a customer-service message", push.masked
@@ -208,17 +226,57 @@ async def _answer(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> 
     return ""
 
 
+async def _send_now(
+    channel: WeChatChannel, push: Push, reply: wechat.WeChatReply, budget: float
+) -> str:
+    """Send ``reply``'s messages within ``budget`` seconds: "" when they went, else the passive
+    text of what was not sent. Still sending at the deadline: "" (they finish in the background).
+    """
+    task = asyncio.create_task(_send_messages(channel, push, reply.messages))
+    done, _ = await asyncio.wait({task}, timeout=max(budget, 0.5))
+    if not done:
+        log.warning("wechat %s: the reply's messages are slow; answered success", push.masked)
+        channel.pending.add(task)
+        task.add_done_callback(channel.pending.discard)
+        return ""
+    unsent = task.result()
+    if not unsent:
+        return ""
+    if len(unsent) == len(reply.messages):
+        return reply.text
+    return "\n".join(m.plain for m in unsent if m.plain)
+
+
+async def _send_messages(
+    channel: WeChatChannel, push: Push, messages: tuple[wechat.Outgoing, ...]
+) -> list[wechat.Outgoing]:
+    """Send ``messages`` in order, stopping at the first refusal; the ones not sent."""
+    sender = channel.sender
+    assert isinstance(sender, wechat.WeChatSender)
+    for index, message in enumerate(messages):
+        delivery = await run_in_threadpool(sender.send, push.openid, message)
+        if delivery.error:
+            log.warning(
+                "wechat %s: a customer-service message was refused (%s); answering with text",
+                push.masked,
+                delivery.error,
+            )
+            return list(messages[index:])
+    return []
+
+
 async def _turn(push: Push) -> Reply | None:
     """Run the push through the conversation glue. ``None``: nothing to say."""
     conversations = Conversations(push.rt)
     action = push.action
     try:
         if action.kind == "text":
-            return await conversations.handle(push.event(action.text), wechat.render)
+            event = push.event(action.text, action.button)
+            return await conversations.handle(event, wechat.render_reply)
         if action.kind == "case":
             assert action.record_no is not None and action.source is not None
             return await conversations.open_case(
-                push.event(), action.record_no, wechat.render, source=action.source
+                push.event(), action.record_no, wechat.render_reply, source=action.source
             )
         if action.kind == "rate":
             record_no = await run_in_threadpool(
@@ -226,7 +284,7 @@ async def _turn(push: Push) -> Reply | None:
             )
             if record_no is not None:
                 return await conversations.open_case(
-                    push.event(), record_no, wechat.render, source="menu"
+                    push.event(), record_no, wechat.render_reply, source="menu"
                 )
             return await _opening(push, welcome=False)
         if action.kind == "welcome":
@@ -263,7 +321,7 @@ async def _opening(push: Push, *, welcome: bool) -> Reply:
         if welcome:
             events = [Say(ids.WECHAT_WELCOME), *events]
         locale = after.locale if after is not None else push.locale
-        reply = wechat.render(events, locale)
+        reply = wechat.render_reply(events, locale)
         turn.save(
             after.model_dump(mode="json") if after else None,
             ttl=session_ttl(after, now) if after else 1,
@@ -290,6 +348,12 @@ async def _deliver_later(
             push.masked,
         )
         return
-    delivery = await run_in_threadpool(channel.sender.send_text, push.openid, outcome.text)
+    reply = wechat.load_reply(outcome.text)
+    if reply.messages and isinstance(channel.sender, wechat.WeChatSender):
+        unsent = await _send_messages(channel, push, reply.messages)
+        if unsent:
+            log.warning("wechat %s: the slow reply was not all sent", push.masked)
+        return
+    delivery = await run_in_threadpool(channel.sender.send_text, push.openid, reply.text)
     if delivery.error:
         log.warning("wechat %s: the slow reply was refused: %s", push.masked, delivery.error)

@@ -9,8 +9,10 @@ Inbound XML is parsed only after two refusals: a body that is not UTF-8, and any
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from xml.parsers.expat import ExpatError
@@ -38,8 +40,11 @@ from wechatpy.session.memorystorage import MemoryStorage
 from wechatpy.utils import WeChatSigner
 
 from channels.base import Delivery
+from channels.sms import _how_to_answer as how_to_answer  # the SMS "reply 1-5" lines
 from channels.sms import render_text
-from dialogs.events import InboundEvent
+from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
+from dialogs.events import Event, InboundEvent, Prompt, Say
+from locales import gettext
 
 log = logging.getLogger("ratebot.wechat")
 
@@ -59,6 +64,8 @@ NOT_SUBSCRIBED = 43004  # the citizen does not follow the account
 
 # The WeChat text reply is the SMS text: typed chat, with the same "reply 1–5" instructions.
 render = render_text
+MENU_KINDS = ("level", "choice", "yes_no")  # prompts offered as a message menu (msgmenu)
+MENU_ID_FIELDS = ("bizmsgmenuid", "BizMsgMenuId")  # the tapped item of a message menu
 
 
 class BadWeChatRequest(ValueError):
@@ -195,11 +202,12 @@ class Action:
     text: str = ""
     record_no: str | None = None
     source: str | None = None
+    button: str | None = None  # the id (the value) of a tapped message-menu item
 
 
 def action(message: BaseMessage) -> Action:
     if isinstance(message, TextMessage):
-        return Action("text", text=str(message.content or ""))
+        return Action("text", text=str(message.content or ""), button=menu_choice(message))
     if isinstance(message, VoiceMessage):
         return Action("text", text=str(message.recognition or ""))
     if message.type != "event":
@@ -217,6 +225,17 @@ def action(message: BaseMessage) -> Action:
     return Action("ignore")
 
 
+def menu_choice(message: BaseMessage) -> str | None:
+    """The id of the message-menu item a text message is the tap of (``<bizmsgmenuid>``), which
+    wechatpy does not expose: read from the parsed fields. ``None`` for typed text."""
+    fields = getattr(message, "_data", None) or {}
+    for name in MENU_ID_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
 def delivery_id(message: BaseMessage, sender_hash: str) -> str:
     """The idempotency key: ``MsgId`` for a message; sender, ``CreateTime`` and event for an event
     (WeChat's own rule). Never the clear openid."""
@@ -226,10 +245,17 @@ def delivery_id(message: BaseMessage, sender_hash: str) -> str:
     return f"wechat:{sender_hash}:{message.time}:{kind}"
 
 
-def inbound_event(sender_hash: str, text: str, delivery: str, locale: str) -> InboundEvent:
+def inbound_event(
+    sender_hash: str, text: str, delivery: str, locale: str, button: str | None = None
+) -> InboundEvent:
     """WeChat pushes carry no language: a new conversation gets the deployment's default."""
     return InboundEvent(
-        channel=CHANNEL, sender=sender_hash, text=text, delivery_id=delivery, locale=locale
+        channel=CHANNEL,
+        sender=sender_hash,
+        text=text,
+        button=button,
+        delivery_id=delivery,
+        locale=locale,
     )
 
 
@@ -240,6 +266,110 @@ def passive_reply(text: str, message: BaseMessage) -> str:
     # CDATA cannot hold "]]>": split it across two sections.
     safe = text.replace("]]>", "]]]]><![CDATA[>")
     return str(TextReply(message=message, content=safe).render())
+
+
+# --- replies with message menus -----------------------------------------------------------------
+
+MenuItem = tuple[str, str]  # (id = the value the engine gets, content = what the citizen sees)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One customer-service message: ``text``, or a message menu when ``menu`` has items
+    (``text`` its head, ``tail`` the typed fallback). ``plain`` is the same as passive-reply text.
+    """
+
+    text: str
+    menu: tuple[MenuItem, ...] = ()
+    tail: str = ""
+
+    @property
+    def plain(self) -> str:
+        if not self.menu:
+            return self.text
+        return "\n".join(line for line in (self.text, self.tail) if line)
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatReply:
+    """A rendered reply: the passive-reply ``text``; ``messages`` when it asks a question with
+    options, to send as customer-service messages (a message menu to tap) instead."""
+
+    text: str
+    messages: tuple[Outgoing, ...] = ()
+
+
+def render_reply(events: Sequence[Event], locale: str) -> str:
+    """The reply as the string the glue remembers: the passive text when no question has options;
+    else JSON ``{"text": <passive text>, "messages": [{"text", "menu": [[id, content]...],
+    "tail"}...]}``. A re-delivery is answered from it (and sends nothing again)."""
+    text = render_text(events, locale)
+    messages = _messages(events, locale)
+    if not any(m.menu for m in messages):
+        return text
+    return json.dumps(
+        {
+            "text": text,
+            "messages": [
+                {"text": m.text, "menu": [list(item) for item in m.menu], "tail": m.tail}
+                for m in messages
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+def load_reply(rendered: str) -> WeChatReply:
+    """The reply remembered by :func:`render_reply` (or plain text from elsewhere)."""
+    if rendered.startswith("{"):
+        try:
+            data = json.loads(rendered)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("messages"), list):
+            return WeChatReply(
+                str(data.get("text", "")),
+                tuple(
+                    Outgoing(
+                        str(m.get("text", "")),
+                        tuple((str(i), str(c)) for i, c in m.get("menu", ())),
+                        str(m.get("tail", "")),
+                    )
+                    for m in data["messages"]
+                ),
+            )
+    return WeChatReply(rendered)
+
+
+def _messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
+    """Statements together in a text message; each question a message of its own."""
+    messages: list[Outgoing] = []
+    said: list[str] = []
+    for event in events:
+        if isinstance(event, Say):
+            said.append(gettext(locale, event.message, **event.params))
+        elif isinstance(event, Prompt):
+            if said:
+                messages.append(Outgoing("\n".join(t for t in said if t)))
+                said = []
+            messages.append(_prompt(event, locale))
+    if said:
+        messages.append(Outgoing("\n".join(t for t in said if t)))
+    return [m for m in messages if m.text or m.menu]
+
+
+def _prompt(prompt: Prompt, locale: str) -> Outgoing:
+    head = [gettext(locale, prompt.hint)] if prompt.hint else []
+    head.append(gettext(locale, prompt.message, **prompt.params))
+    tail = how_to_answer(prompt, locale)
+    defaults = {"level": LEVEL_OPTIONS, "yes_no": YES_NO_OPTIONS}
+    options = prompt.options or defaults.get(prompt.kind, ())
+    if prompt.kind not in MENU_KINDS or not options:
+        return Outgoing("\n".join(line for line in head + tail if line))
+    menu = tuple((value, f"{value} {gettext(locale, label)}") for value, label in options)
+    return Outgoing(
+        "\n".join(line for line in head if line), menu, "\n".join(line for line in tail if line)
+    )
 
 
 # --- the API client ----------------------------------------------------------------------------
@@ -313,6 +443,21 @@ class WeChatSender:
     def send_text(self, to: str, body: str) -> Delivery:
         return self._send("custom", lambda: self.client.message.send_text(to, body))
 
+    def send_menu(self, to: str, head: str, items: Sequence[MenuItem], tail: str = "") -> Delivery:
+        """A customer-service message menu: ``head``, the items to tap, ``tail``."""
+        menu = {
+            "head_content": head,
+            "list": [{"id": item_id, "content": content} for item_id, content in items],
+            "tail_content": tail,
+        }
+        return self._send("menu", lambda: self.client.message.send_msg_menu(to, menu))
+
+    def send(self, to: str, message: Outgoing) -> Delivery:
+        """One message of a rendered reply: a message menu, or text."""
+        if message.menu:
+            return self.send_menu(to, message.text, message.menu, message.tail)
+        return self.send_text(to, message.text)
+
     def close(self) -> None:
         self.client.close()
 
@@ -335,3 +480,41 @@ class WeChatSender:
             return Delivery(PROVIDER, None, "failed", f"unreachable: {type(exc).__name__}")
         msg_id = result.get("msgid") if isinstance(result, dict) else None
         return Delivery(PROVIDER, str(msg_id) if msg_id else None, "sent")
+
+
+# --- parametric QR codes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseQrCode:
+    """A parametric QR code that opens a case's rating in the official account's chat."""
+
+    ticket: str
+    url: str  # what the code encodes (weixin.qq.com/q/…)
+    image_url: str  # the code's image (showqrcode)
+    expire_seconds: int | None  # None: permanent
+
+
+def case_qrcode(
+    client: RatebotWeChatClient, record_no: str, expire_seconds: int | None = None
+) -> CaseQrCode:
+    """Create the code of case ``record_no`` (scene_str = the record number): permanent, or
+    temporary for ``expire_seconds``. ``ValueError`` for a number WeChat cannot take as a scene;
+    WeChat's refusal raises ``WeChatClientException``."""
+    if not 0 < len(record_no) <= MAX_SCENE_STR:
+        raise ValueError(f"a QR code's scene is 1-{MAX_SCENE_STR} characters")
+    data: dict[str, object] = {
+        "action_name": "QR_STR_SCENE" if expire_seconds else "QR_LIMIT_STR_SCENE",
+        "action_info": {"scene": {"scene_str": record_no}},
+    }
+    if expire_seconds:
+        data["expire_seconds"] = expire_seconds
+    result = client.qrcode.create(data)
+    ticket = str(result["ticket"])
+    expires = result.get("expire_seconds", expire_seconds) if expire_seconds else None
+    return CaseQrCode(
+        ticket=ticket,
+        url=str(result.get("url", "")),
+        image_url=client.qrcode_image_url(ticket),
+        expire_seconds=int(expires) if expires else None,
+    )

@@ -57,6 +57,15 @@ def message_xml(msg_type: str, *, openid: str = OPENID, create_time: int, **fiel
     return str(xmltodict.unparse({"xml": body}, full_document=False))
 
 
+def cs_text(call: Any) -> str:
+    """The text a customer-service message shows: text, or a menu's head, items and tail."""
+    if call.body["msgtype"] == "msgmenu":
+        menu = call.body["msgmenu"]
+        items = [item["content"] for item in menu["list"]]
+        return "\n".join([menu["head_content"], *items, menu["tail_content"]])
+    return str(call.body["text"]["content"])
+
+
 @dataclass
 class WX:
     """Drives the app as WeChat's servers would."""
@@ -107,18 +116,49 @@ class WX:
         assert fields["MsgType"] == "text"
         return fields
 
-    async def say(self, text: str, *, msg_id: int | None = None, openid: str = OPENID) -> str:
-        """The citizen types ``text``; the reply's text."""
+    async def answer(self, xml: str, **kwargs: Any) -> str | None:
+        """POST a push; the passive reply's text, else the text of the customer-service messages
+        it sent (None for neither)."""
+        before = len(self.fake.custom)
+        fields = await self.reply(xml, **kwargs)
+        if fields is not None:
+            return str(fields["Content"])
+        sent = self.fake.custom[before:]
+        return "\n".join(cs_text(call) for call in sent) if sent else None
+
+    async def say(
+        self,
+        text: str,
+        *,
+        msg_id: int | None = None,
+        openid: str = OPENID,
+        menu_id: str | None = None,
+    ) -> str:
+        """The citizen types ``text`` (or taps the menu item ``menu_id`` reading ``text``); the
+        reply's text, passive or sent."""
+        extra = {"bizmsgmenuid": menu_id} if menu_id is not None else {}
         xml = message_xml(
             "text",
             openid=openid,
             create_time=next(self.times),
             Content=text,
             MsgId=msg_id or next(self.ids),
+            **extra,
         )
-        fields = await self.reply(xml)
-        assert fields is not None
-        return str(fields["Content"])
+        reply = await self.answer(xml)
+        assert reply is not None
+        return reply
+
+    def last_menu(self) -> dict[str, Any]:
+        """The last message menu sent."""
+        menus = [c.body for c in self.fake.custom if c.body["msgtype"] == "msgmenu"]
+        assert menus, "no message menu was sent"
+        return dict(menus[-1]["msgmenu"])
+
+    async def tap(self, value: str, *, msg_id: int | None = None) -> str:
+        """The citizen taps item ``value`` of the last menu: its content comes back as text."""
+        [content] = [i["content"] for i in self.last_menu()["list"] if i["id"] == value]
+        return await self.say(content, menu_id=value, msg_id=msg_id)
 
     async def event(
         self, event: str, key: str | None = None, *, openid: str = OPENID, create_time: int = 0
@@ -131,8 +171,7 @@ class WX:
             Event=event,
             **extra,
         )
-        fields = await self.reply(xml)
-        return None if fields is None else str(fields["Content"])
+        return await self.answer(xml)
 
     async def ratings(self) -> list[dict[str, Any]]:
         response = await self.h.client.get("/api/v1/ratings", headers=self.h.api_key("admin"))
@@ -232,13 +271,13 @@ async def test_a_voice_message_is_heard_and_a_picture_is_asked_again(wx: WX) -> 
         Recognition="五星",
         MsgId=next(wx.ids),
     )
-    fields = await wx.reply(xml)
-    assert fields is not None and "服务态度" in fields["Content"]
+    reply = await wx.answer(xml)
+    assert reply is not None and "服务态度" in reply
     picture = message_xml(
         "image", create_time=next(wx.times), PicUrl="http://x/y.jpg", MediaId="m2", MsgId=1
     )
-    fields = await wx.reply(picture)
-    assert fields is not None and "服务态度" in fields["Content"]  # the same question again
+    reply = await wx.answer(picture)
+    assert reply is not None and "服务态度" in reply  # the same question again
     session = await wx.session()
     assert session is not None and session["step"] == "attitude" and session["retries"] == 1
 
@@ -315,9 +354,11 @@ async def test_unsubscribing_mid_survey_keeps_an_incomplete_rating(wx: WX) -> No
 async def test_a_retried_push_gets_the_same_reply_and_changes_nothing(wx: WX) -> None:
     await wx.say("评价")
     first = await wx.say("5", msg_id=42)
-    before = await wx.session()
-    again = await wx.say("5", msg_id=42)
-    assert again == first and "服务态度" in again
+    assert "服务态度" in first
+    before, sent = await wx.session(), len(wx.fake.custom)
+    # Its reply went as a message menu: the retry is answered "success" and sends nothing.
+    assert await wx.reply(message_xml("text", create_time=1, Content="5", MsgId=42)) is None
+    assert len(wx.fake.custom) == sent
     assert await wx.session() == before
     assert before is not None and before["answers"] == {"level": 5}
     # An event is deduplicated by sender, CreateTime and event.
@@ -326,8 +367,92 @@ async def test_a_retried_push_gets_the_same_reply_and_changes_nothing(wx: WX) ->
     one = await wx.event("CLICK", "RATE", create_time=created)
     between = await wx.session()
     two = await wx.event("CLICK", "RATE", create_time=created)
-    assert one == two and await wx.session() == between
+    assert one is not None and "工作效率" in one and two is None  # sent once
+    assert await wx.session() == between
     assert between is not None and between["step"] == "efficiency"
+
+
+# --- message menus ------------------------------------------------------------------------------
+
+
+async def test_a_whole_rating_by_tapping_message_menus(wx: WX) -> None:
+    opening = await wx.say("你好")
+    menu = wx.last_menu()
+    assert OVERALL in menu["head_content"] and opening.startswith(menu["head_content"])
+    assert [(i["id"], i["content"]) for i in menu["list"]] == [
+        ("5", "5 非常满意"),
+        ("4", "4 满意"),
+        ("3", "3 基本满意"),
+        ("2", "2 不满意"),
+        ("1", "1 非常不满意"),
+    ]
+    assert "请回复数字1-5" in menu["tail_content"]  # the typed fallback
+    assert "服务态度" in await wx.tap("5")
+    # The engine gets the item's id, whatever the text reads.
+    assert "工作效率" in await wx.say("还行吧", menu_id="4")
+    assert "便民" in await wx.tap("5")
+    sent = len(wx.fake.custom)
+    comment = await wx.say("5", menu_id="5")  # the comment asks for text: a passive reply
+    assert len(wx.fake.custom) == sent and "请回复数字1-5" not in comment
+    assert THANKS in await wx.say("0")  # skipped, typed
+    [rating] = await wx.ratings()
+    assert rating["status"] == "complete" and rating["level"] == 5
+    assert rating["dimensions"] == {"attitude": 4, "efficiency": 5, "convenience": 5}
+    assert rating["comment"] is None
+    for call in wx.fake.custom:
+        assert call.body["touser"] == OPENID
+
+
+async def test_a_redelivered_tap_sends_nothing_twice(wx: WX) -> None:
+    await wx.say("评价")
+    assert "服务态度" in await wx.tap("5", msg_id=900)
+    before, sent = await wx.session(), len(wx.fake.custom)
+    xml = message_xml("text", create_time=1, Content="5 非常满意", MsgId=900, bizmsgmenuid="5")
+    for _ in range(2):  # WeChat retries up to three times
+        assert await wx.reply(xml) is None
+    assert len(wx.fake.custom) == sent and await wx.session() == before
+
+
+async def test_a_refused_customer_service_message_falls_back_to_the_passive_reply(
+    wx: WX,
+) -> None:
+    wx.fake.fail["message/custom/send"] = (45015, "response out of time limit")
+    fields = await wx.reply(message_xml("text", create_time=1, Content="评价", MsgId=31))
+    assert fields is not None
+    assert OVERALL in fields["Content"] and "请回复数字1-5" in fields["Content"]
+    [refused] = wx.fake.custom  # one attempt, refused: nothing else tried
+    assert refused.body["msgtype"] == "msgmenu"
+    del wx.fake.fail["message/custom/send"]
+    assert "服务态度" in await wx.tap("5")  # WeChat lets us send again: menus again
+    assert wx.fake.custom[-1].body["msgtype"] == "msgmenu"
+
+
+@pytest.fixture
+async def wx_passive(
+    backend: dict[str, Any], clock: FakeClock, fake_wechat: FakeWeChat
+) -> AsyncIterator[WX]:
+    """WeChat without sending (no AppSecret): every reply is passive."""
+    settings = {k: v for k, v in wechat_settings(fake_wechat).items() if k != "wechat_secret"}
+    app = create_app(make_settings(**backend, **settings), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://x.example") as client:
+            yield WX(Harness(client=client, rt=app.state.runtime, clock=clock), fake_wechat)
+
+
+@pytest.mark.parametrize("safe", [False, True], ids=["plaintext", "safe_mode"])
+async def test_without_sending_questions_are_passive_text(wx_passive: WX, safe: bool) -> None:
+    wx = wx_passive
+    wx.safe = safe
+    opening = await wx.reply(message_xml("text", create_time=1, Content="你好", MsgId=50))
+    assert opening is not None and OVERALL in opening["Content"]
+    assert "请回复数字1-5" in opening["Content"]
+    first = await wx.reply(message_xml("text", create_time=2, Content="5", MsgId=51))
+    again = await wx.reply(message_xml("text", create_time=2, Content="5", MsgId=51))
+    assert first is not None and again is not None and "服务态度" in first["Content"]
+    assert again["Content"] == first["Content"]  # a re-delivery: the same passive reply
+    assert "工作效率" in await wx.say("4", menu_id="4")  # an old menu's tap still counts
+    assert wx.fake.calls == []
 
 
 # --- the gate -------------------------------------------------------------------------------------
@@ -398,16 +523,17 @@ async def test_a_slow_turn_is_answered_by_a_customer_service_message(wx: WX) -> 
     channel = wx.h.app.state.wechat  # type: ignore[attr-defined]
     channel.reply_budget = 0.2
     key = conversation_key("wechat", wx.h.rt.privacy.contact_hash(OPENID))
+    before = len(wx.fake.custom)  # the opening question's menu
     async with wx.h.rt.store.turn(key):  # another turn holds the conversation
         assert await wx.reply(message_xml("text", create_time=5, Content="5", MsgId=77)) is None
-        assert wx.fake.custom == []
+        assert len(wx.fake.custom) == before
     for _ in range(100):  # the held turn is over: the reply goes out through the API
-        if wx.fake.custom:
+        if len(wx.fake.custom) > before:
             break
         await asyncio.sleep(0.05)
-    [sent] = wx.fake.custom
-    assert sent.body["touser"] == OPENID and sent.body["msgtype"] == "text"
-    assert "服务态度" in sent.body["text"]["content"]
+    [sent] = wx.fake.custom[before:]
+    assert sent.body["touser"] == OPENID and sent.body["msgtype"] == "msgmenu"
+    assert "服务态度" in sent.body["msgmenu"]["head_content"]
     assert len(wx.fake.of("token")) == 1
     session = await wx.session()
     assert session is not None and session["answers"] == {"level": 5}
@@ -546,6 +672,54 @@ def test_qrcode_command(
     main(["wechat", "qrcode", "--record-no", RECORD, "--expire-seconds", "3600"])
     temporary = fake_wechat.of("qrcode/create")[-1].body
     assert temporary["action_name"] == "QR_STR_SCENE" and temporary["expire_seconds"] == 3600
+
+
+# --- the API for a case's QR code ---------------------------------------------------------------
+
+
+async def qrcode_call(wx: WX, record_no: str = RECORD, **body: Any) -> httpx.Response:
+    return await wx.h.client.post(
+        f"/api/v1/service-records/{record_no}/wechat-qrcode",
+        json=body or None,
+        headers=wx.h.api_key("platform"),
+    )
+
+
+async def test_the_api_creates_a_case_qrcode(wx: WX) -> None:
+    assert (await wx.h.report(RECORD, phone=None)).status_code == 201
+    response = await qrcode_call(wx)
+    assert response.status_code == 200, response.text
+    code = response.json()
+    assert code["ticket"] == f"TICKET-{RECORD}" and "weixin.qq.com/q/" in code["url"]
+    assert code["image_url"].startswith(wx.fake.url)  # type: ignore[attr-defined]
+    assert "showqrcode?ticket=" in code["image_url"] and code["expire_seconds"] is None
+    [call] = wx.fake.of("qrcode/create")
+    assert call.body["action_name"] == "QR_LIMIT_STR_SCENE"
+    assert call.body["action_info"]["scene"]["scene_str"] == RECORD
+    temporary = await qrcode_call(wx, expire_seconds=3600)
+    assert temporary.status_code == 200 and temporary.json()["expire_seconds"] == 3600
+    body = wx.fake.of("qrcode/create")[-1].body
+    assert body["action_name"] == "QR_STR_SCENE" and body["expire_seconds"] == 3600
+    # the code opens the case (the scan is the same flow as before)
+    opening = await wx.event("SCAN", RECORD)
+    assert opening is not None and OVERALL in opening
+
+
+async def test_the_qrcode_api_errors(wx: WX, wx_passive: WX) -> None:
+    unknown = await qrcode_call(wx, "NO-SUCH-CASE")
+    assert unknown.status_code == 404 and "NO-SUCH-CASE" in unknown.json()["detail"]
+    assert (await wx.h.report(RECORD, phone=None)).status_code == 201
+    for bad in ({"expire_seconds": 10}, {"expire_seconds": 10**8}, {"other": 1}):
+        assert (await qrcode_call(wx, **bad)).status_code == 422
+    wx.fake.fail["qrcode/create"] = (48001, "api unauthorized")
+    refused = await qrcode_call(wx)
+    assert refused.status_code == 502 and "48001" in refused.json()["detail"]
+    anonymous = await wx.h.client.post(f"/api/v1/service-records/{RECORD}/wechat-qrcode")
+    assert anonymous.status_code == 401
+    # without an AppSecret ratebot cannot call WeChat
+    assert (await wx_passive.h.report(RECORD, phone=None)).status_code in (200, 201)
+    off = await qrcode_call(wx_passive)
+    assert off.status_code == 409 and "RATEBOT_WECHAT_SECRET" in off.json()["detail"]
 
 
 # --- invitations to citizens reported with an openid ------------------------------------------
