@@ -813,3 +813,25 @@ async def test_without_a_template_the_invitation_is_a_customer_service_message(
     [sent] = wx.fake.custom
     assert "不动产登记" in sent.body["text"]["content"]
     assert "5 非常满意" in sent.body["text"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("locale", "attitude", "thanks"),
+    [
+        ("zh_Hans_CN", "服务态度", "感谢"),
+        ("zh_Hant_TW", "服務態度", "感謝"),
+        ("en", "attitude", "Thank you"),
+    ],
+)
+async def test_an_invited_rating_finishes_in_the_citizens_language(
+    wx_invites: WX, locale: str, attitude: str, thanks: str
+) -> None:
+    wx = wx_invites
+    await report(wx, wechat_openid=OPENID, locale=locale)
+    assert attitude in await wx.say("5")  # typed: the invitation was a template message
+    for value in ("4", "5", "5"):  # then tapped on the menus
+        await wx.tap(value)
+    assert thanks in await wx.say("0")
+    [rating] = await wx.ratings()
+    assert rating["status"] == "complete" and rating["locale"] == locale
+    assert rating["dimensions"] == {"attitude": 4, "efficiency": 5, "convenience": 5}
