@@ -500,7 +500,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ratebot_env(database_url: str, redis_url: str, port: int) -> dict[str, str]:
+def ratebot_env(
+    database_url: str, redis_url: str, port: int, *, wechat: bool = False
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATEBOT_")}
     env.update(
         RATEBOT_DATABASE_URL=database_url,
@@ -511,11 +513,13 @@ def ratebot_env(database_url: str, redis_url: str, port: int) -> dict[str, str]:
         RATEBOT_QUIET_HOURS="",
         RATEBOT_RUN_WORKER="false",
         RATEBOT_LOG_LEVEL="WARNING",
-        # WeChat on, safe mode possible (no AppSecret: nothing is sent through WeChat's API)
-        RATEBOT_WECHAT_TOKEN=WECHAT_TOKEN,
-        RATEBOT_WECHAT_AES_KEY=WECHAT_AES_KEY,
-        RATEBOT_WECHAT_APPID=WECHAT_APPID,
     )
+    if wechat:  # safe mode possible; no AppSecret: nothing is sent through WeChat's API
+        env.update(
+            RATEBOT_WECHAT_TOKEN=WECHAT_TOKEN,
+            RATEBOT_WECHAT_AES_KEY=WECHAT_AES_KEY,
+            RATEBOT_WECHAT_APPID=WECHAT_APPID,
+        )
     return env
 
 
@@ -844,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[DbCheck] = []
     try:
         port = free_port()
-        env = ratebot_env(database_url, args.redis_url, port)
+        env = ratebot_env(database_url, args.redis_url, port, wechat="wechat" in traffics)
         subprocess.run(
             [*ratebot_command(), "db", "upgrade"],
             env=env,
