@@ -198,18 +198,13 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
     import httpx
     from wechatpy.exceptions import WeChatClientException
 
-    from channels.wechat import case_qrcode, make_client
+    from bot.runtime import wechat_client
+    from channels.wechat import case_qrcode
 
     settings = _settings()
     if not settings.wechat_sending_enabled:
         sys.exit("ratebot: set RATEBOT_WECHAT_APPID and RATEBOT_WECHAT_SECRET first")
-    assert settings.wechat_appid and settings.wechat_secret
-    client = make_client(
-        settings.wechat_appid,
-        settings.wechat_secret,
-        api_url=settings.wechat_api_url,
-        redis_url=settings.redis_url,
-    )
+    client = wechat_client(settings)
     try:
         code = case_qrcode(client, args.record_no, args.expire_seconds)
     except ValueError as exc:

@@ -13,12 +13,23 @@ from bot.settings import Settings
 from channels.base import Sender
 from channels.console import ConsoleSender
 from channels.twilio import TwilioSender
-from channels.wechat import WeChatSender, make_client
+from channels.wechat import RatebotWeChatClient, WeChatSender, make_client
 from dialogs.survey import Survey, load_survey
 from storage.base import ConversationStore
 from storage.db import create_db_engine
 from storage.models import utcnow
 from storage.state import conversation_store_from_url
+
+
+def wechat_client(settings: Settings) -> RatebotWeChatClient:
+    """The official account's API client (needs the AppID and AppSecret)."""
+    assert settings.wechat_appid and settings.wechat_secret, "WeChat sending is not configured"
+    return make_client(
+        settings.wechat_appid,
+        settings.wechat_secret,
+        api_url=settings.wechat_api_url,
+        redis_url=settings.redis_url,
+    )
 
 
 @dataclass
@@ -50,14 +61,7 @@ class Runtime:
             sms = ConsoleSender("sms")
         senders: dict[str, Sender] = {"sms": sms}
         if settings.wechat_sending_enabled:
-            assert settings.wechat_appid and settings.wechat_secret
-            client = make_client(
-                settings.wechat_appid,
-                settings.wechat_secret,
-                api_url=settings.wechat_api_url,
-                redis_url=settings.redis_url,
-            )
-            senders["wechat"] = WeChatSender(client)
+            senders["wechat"] = WeChatSender(wechat_client(settings))
         else:
             senders["wechat"] = ConsoleSender("wechat")
         return cls(

@@ -3,8 +3,11 @@ initiative (invitations, reminders). Inbound parsing and rendering live in each 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from dialogs.events import Event, Prompt, Say
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +27,21 @@ class Sender(Protocol):
 
     def close(self) -> None:
         """Release connections (the app is shutting down)."""
+
+
+def chat_messages(events: Sequence[Event]) -> list[list[Say] | Prompt]:
+    """The engine's events as chat messages: the statements before a question together in one,
+    each question a message of its own (where it can carry buttons or a menu)."""
+    messages: list[list[Say] | Prompt] = []
+    said: list[Say] = []
+    for event in events:
+        if isinstance(event, Say):
+            said.append(event)
+        elif isinstance(event, Prompt):
+            if said:
+                messages.append(said)
+                said = []
+            messages.append(event)
+    if said:
+        messages.append(said)
+    return messages

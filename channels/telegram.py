@@ -19,8 +19,9 @@ from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from channels.base import chat_messages
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt, Say
+from dialogs.events import Event, InboundEvent, Prompt
 from locales import LOCALES, gettext, ids
 
 CHANNEL = "telegram"
@@ -121,18 +122,12 @@ def render(events: Sequence[Event], locale: str) -> str:
 
 
 def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
-    messages: list[Outgoing] = []
-    said: list[str] = []
-    for event in events:
-        if isinstance(event, Say):
-            said.append(_text(locale, event.message, event.params))
-        elif isinstance(event, Prompt):
-            if said:
-                messages.append(Outgoing("\n\n".join(t for t in said if t)))
-                said = []
-            messages.append(_prompt(event, locale))
-    if said:
-        messages.append(Outgoing("\n\n".join(t for t in said if t)))
+    messages = [
+        _prompt(message, locale)
+        if isinstance(message, Prompt)
+        else Outgoing("\n\n".join(_text(locale, s.message, s.params) for s in message))
+        for message in chat_messages(events)
+    ]
     return [m for m in messages if m.text]
 
 

@@ -39,11 +39,11 @@ from wechatpy.session import SessionStorage
 from wechatpy.session.memorystorage import MemoryStorage
 from wechatpy.utils import WeChatSigner
 
-from channels.base import Delivery
+from channels.base import Delivery, chat_messages
 from channels.sms import _how_to_answer as how_to_answer  # the SMS "reply 1-5" lines
 from channels.sms import render_text
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt, Say
+from dialogs.events import Event, InboundEvent, Prompt
 from locales import gettext
 
 log = logging.getLogger("ratebot.wechat")
@@ -343,18 +343,12 @@ def load_reply(rendered: str) -> WeChatReply:
 
 def _messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
     """Statements together in a text message; each question a message of its own."""
-    messages: list[Outgoing] = []
-    said: list[str] = []
-    for event in events:
-        if isinstance(event, Say):
-            said.append(gettext(locale, event.message, **event.params))
-        elif isinstance(event, Prompt):
-            if said:
-                messages.append(Outgoing("\n".join(t for t in said if t)))
-                said = []
-            messages.append(_prompt(event, locale))
-    if said:
-        messages.append(Outgoing("\n".join(t for t in said if t)))
+    messages = [
+        _prompt(message, locale)
+        if isinstance(message, Prompt)
+        else Outgoing("\n".join(gettext(locale, s.message, **s.params) for s in message))
+        for message in chat_messages(events)
+    ]
     return [m for m in messages if m.text or m.menu]
 
 
