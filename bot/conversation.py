@@ -147,6 +147,25 @@ class Conversations:
 
         return await self._turn(event, step, render)
 
+    async def ask(
+        self, event: InboundEvent, render: Render, *, preface: Sequence[Event] = ()
+    ) -> Reply:
+        """The question the conversation is at — the first one, opening an unsolicited rating,
+        when none is open; "already rated" for a closed one — after ``preface`` (a welcome).
+        For a chat's /start, /rate, a new follower, a menu's "rate"."""
+
+        async def step(before: Session | None, now: datetime) -> Sprint:
+            if before is None:
+                locale = event.locale or self.rt.settings.default_locale
+                sprint = engine.start(
+                    self.rt.survey, session_id=str(uuid4()), now=now, locale=locale
+                )
+            else:
+                sprint = engine.ask(self.rt.survey, before)
+            return Sprint(sprint.session, [*preface, *sprint.events])
+
+        return await self._turn(event, step, render)
+
     async def close(self, event: InboundEvent) -> None:
         """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
         quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and

@@ -342,13 +342,8 @@ def _typed(text: str) -> Callable[[Chat], Awaitable[None]]:
 
 
 async def _opening(chat: Chat) -> None:
-    """/start, /rate: the current question of an open conversation, else the first question (the
-    engine opens an unsolicited rating when it hears something that is not an answer)."""
-    session = load_session(await chat.rt.store.get(chat.conversation))
-    if session is not None and session.step is not None:
-        await chat.send(chat.render(engine.ask(chat.rt.survey, session).events, session.locale))
-        return
-    await chat.reply(await Conversations(chat.rt).handle(chat.event(""), chat.render))
+    """/start, /rate: the current question of an open conversation, else the first question."""
+    await chat.reply(await Conversations(chat.rt).ask(chat.event(), chat.render))
 
 
 async def _press(chat: Chat, query: CallbackQuery, *, step_id: str, value: str) -> None:

@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import PlainTextResponse
@@ -37,22 +36,17 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import BaseMessage
 
-from bot import metrics
 from bot.api import get_runtime
 from bot.conversation import (
     Conversations,
     Reply,
-    conversation_key,
     latest_unrated_case,
-    load_session,
-    session_ttl,
 )
 from bot.privacy import mask
 from bot.runtime import Runtime
 from bot.settings import Settings
 from channels import wechat
 from channels.base import Sender
-from dialogs import engine
 from dialogs.events import InboundEvent, Say
 from locales import gettext, ids
 from storage.base import ConversationBusy
@@ -286,9 +280,10 @@ async def _turn(push: Push) -> Reply | None:
                 return await conversations.open_case(
                     push.event(), record_no, wechat.render_reply, source="menu"
                 )
-            return await _opening(push, welcome=False)
+            return await conversations.ask(push.event(), wechat.render_reply)
         if action.kind == "welcome":
-            return await _opening(push, welcome=True)
+            welcome = [Say(ids.WECHAT_WELCOME)]
+            return await conversations.ask(push.event(), wechat.render_reply, preface=welcome)
         if action.kind == "leave":
             await conversations.close(push.event())
             return None
@@ -298,36 +293,6 @@ async def _turn(push: Push) -> Reply | None:
         log.warning("wechat %s: conversation busy; asked the citizen to resend", push.masked)
         return Reply(gettext(push.locale, ids.ERROR_BUSY))
     return None
-
-
-async def _opening(push: Push, *, welcome: bool) -> Reply:
-    """A new follower (with a welcome) or the menu's "rate": the current question of an open
-    conversation, else the first question of an unsolicited rating. A re-delivered event gets the
-    same answer and changes nothing."""
-    rt = push.rt
-    key = conversation_key(wechat.CHANNEL, push.contact)
-    async with rt.store.turn(key, push.delivery) as turn:
-        if turn.previous_reply is not None:
-            metrics.DUPLICATE_DELIVERIES.labels(wechat.CHANNEL).inc()
-            return Reply(turn.previous_reply, repeated=True)
-        before = load_session(turn.session)
-        now = rt.clock()
-        after = before
-        if before is None:
-            sprint = engine.start(rt.survey, session_id=str(uuid4()), now=now, locale=push.locale)
-            after, events = sprint.session, list(sprint.events)
-        else:
-            events = list(engine.ask(rt.survey, before).events)  # or "already rated"
-        if welcome:
-            events = [Say(ids.WECHAT_WELCOME), *events]
-        locale = after.locale if after is not None else push.locale
-        reply = wechat.render_reply(events, locale)
-        turn.save(
-            after.model_dump(mode="json") if after else None,
-            ttl=session_ttl(after, now) if after else 1,
-            reply=reply,
-        )
-    return Reply(reply)
 
 
 async def _deliver_later(
