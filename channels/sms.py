@@ -51,7 +51,7 @@ def render_text(events: Sequence[Event], locale: str) -> str:
             if event.hint:
                 lines.append(gettext(locale, event.hint))
             lines.append(_text(locale, event.message, event.params))
-            lines.extend(_how_to_answer(event, locale))
+            lines.extend(how_to_answer(event, locale))
     return "\n".join(line for line in lines if line)
 
 
@@ -59,7 +59,8 @@ def _text(locale: str, message: str, params: Mapping[str, Any]) -> str:
     return gettext(locale, message, **params)
 
 
-def _how_to_answer(prompt: Prompt, locale: str) -> list[str]:
+def how_to_answer(prompt: Prompt, locale: str) -> list[str]:
+    """The lines that tell a typing citizen how to answer ``prompt`` ("请回复数字1-5：…")."""
     separator = gettext(locale, ids.LIST_SEPARATOR)
 
     def numbered(options: Sequence[tuple[str, str]]) -> str:

@@ -40,8 +40,7 @@ from wechatpy.session.memorystorage import MemoryStorage
 from wechatpy.utils import WeChatSigner
 
 from channels.base import Delivery, chat_messages
-from channels.sms import _how_to_answer as how_to_answer  # the SMS "reply 1-5" lines
-from channels.sms import render_text
+from channels.sms import how_to_answer, render_text
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
 from dialogs.events import Event, InboundEvent, Prompt
 from locales import gettext
