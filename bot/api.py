@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -15,21 +16,24 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, func, select
 from starlette.concurrency import run_in_threadpool
 
+from bot.calls import attempts_view
 from bot.invitations import deliver_invitation, new_invitation
 from bot.privacy import mask, normalize_phone
 from bot.runtime import Runtime
 from locales import normalize_locale
 from storage.models import (
     ApiKey,
+    ApiKeyHall,
     Complaint,
     Invitation,
     OutboundMessage,
     Rating,
     RatingDimension,
+    RatingRecording,
     ServiceRecord,
 )
 
-ROLES = ("platform", "admin")
+ROLES = ("platform", "admin", "parking")  # parking: one hall's (or a few halls') gate system
 
 
 # --- dependencies ---------------------------------------------------------------------------
@@ -55,12 +59,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(db: DbSession, *, role: str, name: str, now: datetime) -> str:
-    """A new API key (shown once); only its hash is stored."""
+def create_api_key(
+    db: DbSession, *, role: str, name: str, now: datetime, halls: Sequence[str] = ()
+) -> str:
+    """A new API key (shown once); only its hash is stored. A ``parking`` key is good only for
+    the vouchers of ``halls`` (hall codes; at least one)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if (role == "parking") != bool(halls):
+        raise ValueError("a parking key needs --hall (and only a parking key takes one)")
     key = "rbk_" + secrets.token_urlsafe(32)
-    db.add(ApiKey(name=name, role=role, key_hash=hash_key(key), created_at=now))
+    record = ApiKey(name=name, role=role, key_hash=hash_key(key), created_at=now)
+    db.add(record)
+    db.flush()
+    assert record.id is not None
+    db.add_all(ApiKeyHall(api_key_id=record.id, hall_code=code) for code in dict.fromkeys(halls))
     db.commit()
     return key
 
@@ -80,6 +93,11 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
         found = db.exec(
             select(ApiKey).where(ApiKey.key_hash == digest, col(ApiKey.revoked_at).is_(None))
         ).first()
+        # Give the connection back before the handler runs: a handler that opens its own (in the
+        # thread pool) must not wait for a pool that requests holding this one have emptied.
+        if found is not None:
+            db.expunge(found)
+        db.rollback()
         if found is None or not hmac.compare_digest(found.key_hash, digest):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -142,7 +160,8 @@ class ServiceRecordCreate(BaseModel):
     clerk: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
     completed_at: AwareDatetime | None = None
     citizen: CitizenIn | None = None
-    channel: Literal["sms", "wechat"] | None = None  # default: sms with a phone, else wechat
+    # default: sms with a phone, else wechat; voice: an outbound call
+    channel: Literal["sms", "voice", "wechat"] | None = None
 
 
 # --- the routes -----------------------------------------------------------------------------
@@ -257,6 +276,7 @@ def _record_view(rt: Runtime, record_id: int) -> dict[str, Any]:
                         for m in messages
                         if m.invitation_id == i.id
                     ],
+                    "calls": attempts_view(db, i.id) if i.channel == "voice" and i.id else [],
                 }
                 for i in invitations
             ],
@@ -296,6 +316,12 @@ def rating_views(
     complaints = {
         c.rating_id: c for c in db.exec(select(Complaint).where(col(Complaint.rating_id).in_(ids)))
     }
+    spoken: dict[int, dict[str, dict[str, str | None]]] = {}
+    for v in db.exec(select(RatingRecording).where(col(RatingRecording.rating_id).in_(ids))):
+        spoken.setdefault(v.rating_id, {})[v.field] = {
+            "url": v.url,
+            "transcription": v.transcription,
+        }
     views = []
     for r in ratings:
         record = records.get(r.record_id) if r.record_id else None
@@ -320,6 +346,7 @@ def rating_views(
                     "details": complaint.details,
                     "wants_callback": complaint.wants_callback,
                 },
+                "recordings": spoken.get(r.id or 0, {}),
                 "department": record.department if record else None,
                 "item_code": record.item_code if record else None,
                 "item_name": record.item_name if record else None,

@@ -10,12 +10,13 @@ from datetime import datetime
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot import api, telegram, webhooks, wechat, worker
+from bot import api, parking, telegram, voice, webhooks, wechat, worker
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.models import utcnow
@@ -86,7 +87,16 @@ def create_app(
     app = FastAPI(title="ratebot", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
     app.include_router(api.router)
+    app.include_router(parking.router)  # its lifespan loads RATEBOT_HALLS_FILE
+    app.include_router(parking.page_router)
     app.include_router(webhooks.router)
+    app.include_router(voice.router)
+    if settings.voice_audio_dir is not None:  # the deployment's recorded prompts, for <Play>
+        app.mount(
+            "/channels/voice/audio",
+            StaticFiles(directory=settings.voice_audio_dir),
+            name="voice-audio",
+        )
     app.include_router(telegram.router)  # its lifespan builds and closes the bot
     app.include_router(wechat.router)  # its lifespan builds and closes the WeChat client
 

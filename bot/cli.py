@@ -86,9 +86,15 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     settings = _settings()
     _embedded_upgrade(settings)
     engine = database.create_db_engine(settings.database_url)
-    with DbSession(engine) as db:
-        key = create_api_key(db, role=args.role, name=args.name, now=utcnow())
-    engine.dispose()
+    try:
+        with DbSession(engine) as db:
+            key = create_api_key(
+                db, role=args.role, name=args.name, now=utcnow(), halls=args.hall or ()
+            )
+    except ValueError as exc:
+        raise SystemExit(f"ratebot apikey create: {exc}") from exc
+    finally:
+        engine.dispose()
     print(f"API key for {args.name!r} (role {args.role}); it is shown only this once:")
     print(key)
 
@@ -296,8 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     create = apikey.add_parser("create", help="create a key; it is printed on the last line")
-    create.add_argument("--role", choices=["platform", "admin"], required=True)
+    create.add_argument("--role", choices=["platform", "admin", "parking"], required=True)
     create.add_argument("--name", default="unnamed")
+    create.add_argument(
+        "--hall",
+        action="append",
+        metavar="HALL_CODE",
+        help="with --role parking: a hall whose vouchers the key may check and redeem (repeat)",
+    )
     create.set_defaults(func=cmd_apikey_create)
 
     db = commands.add_parser("db", help="database").add_subparsers(dest="action", required=True)

@@ -22,6 +22,7 @@ from bot import metrics
 from bot.optouts import opt_in, opt_out
 from bot.ratings import ratings, records, save_rating
 from bot.runtime import Runtime
+from bot.vouchers import issue_voucher
 from dialogs import engine
 from dialogs.events import (
     Answered,
@@ -32,6 +33,7 @@ from dialogs.events import (
     RatingClosed,
     Say,
     Sprint,
+    VoucherIssued,
 )
 from dialogs.session import Session
 from locales import ids
@@ -47,8 +49,8 @@ Render = Callable[[Sequence[Event], str], str]
 EXPIRY_GRACE = timedelta(days=1)
 # Each conversation channel (the adapter) with the provider it runs on and its 评价渠道 in the
 # national channel list; a chat opened by scanning a case's QR code counts as qr_code.
-PROVIDERS = {"sms": "twilio", "telegram": "telegram", "wechat": "wechat"}
-NATIONAL_CHANNELS = {"sms": "sms", "telegram": "mobile", "wechat": "mobile"}
+PROVIDERS = {"sms": "twilio", "voice": "twilio", "telegram": "telegram", "wechat": "wechat"}
+NATIONAL_CHANNELS = {"sms": "sms", "voice": "phone", "telegram": "mobile", "wechat": "mobile"}
 
 
 def national_channel(channel: str, session: Session) -> str:
@@ -166,14 +168,16 @@ class Conversations:
 
         return await self._turn(event, step, render)
 
-    async def close(self, event: InboundEvent) -> None:
-        """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
-        quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
-        forget it. Nothing is said; a re-delivered event changes nothing."""
+    async def close(
+        self, event: InboundEvent, *, reason: Literal["expired", "hung_up"] = "expired"
+    ) -> None:
+        """The citizen left the channel (WeChat's ``unsubscribe``, a caller hanging up): end an
+        open conversation quietly, as its expiry would (a rating with an overall level is kept,
+        ``incomplete``), and forget it. Nothing is said; a re-delivered event changes nothing."""
 
         async def step(before: Session | None, now: datetime) -> Sprint:
             if before is not None and before.step is not None:
-                await self._close(event, before, now, reason="expired")
+                await self._close(event, before, now, reason=reason)
             return Sprint(None, [])
 
         await self._turn(event, step, lambda events, locale: "")
@@ -184,7 +188,7 @@ class Conversations:
         session: Session,
         now: datetime,
         *,
-        reason: Literal["expired", "replaced"],
+        reason: Literal["expired", "replaced", "hung_up"],
     ) -> None:
         """Close an open conversation that is being left or replaced, keeping its answers."""
         closing = engine.expire(self.rt.survey, session, now=now, reason=reason)
@@ -233,10 +237,11 @@ class Conversations:
         writes: list[tuple[Session, str | None]] = []
         if closed is not None and closing is not None:
             writes.append((closing, closed.outcome))
-        if current is not None and current.step is not None and any(_is_level(e) for e in events):
+        if current is not None and current.step is not None and _saves_progress(events, current):
             # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
             writes.append((current, None))
         session = closing or current
+        voucher: VoucherIssued | None = None
         try:
             with self.rt.db.begin() as db:
                 for event in sprint.events:
@@ -256,6 +261,11 @@ class Conversations:
                         citizen_hash=contact_hash,
                         now=now,
                     )
+                    if outcome == "complete" and target.record_no is not None:
+                        # In the rating's own transaction: a voucher exists iff the rating does.
+                        voucher = issue_voucher(
+                            db, self.rt.privacy, self.rt.settings.public_url, target.id, now
+                        )
         except IntegrityError:  # the case was rated in another conversation (一事一评)
             log.info(
                 "case %s already rated; conversation %s closed",
@@ -267,6 +277,8 @@ class Conversations:
             return Sprint(done, [Say(engine.ALREADY_RATED)])
         if closed is not None:
             metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
+        if voucher is not None:
+            events.append(voucher)  # told after the thanks
         return Sprint(sprint.session, events)
 
 
@@ -274,9 +286,16 @@ def _is_level(event: Event) -> bool:
     return isinstance(event, Answered) and event.field == "level"
 
 
+def _saves_progress(events: Sequence[Event], session: Session) -> bool:
+    """Whether an open conversation's answers so far must be written now: an overall level makes
+    it a rating, and a spoken answer's recording must be there when its transcript comes."""
+    spoken = session.answers.get("recordings") or {}
+    return any(_is_level(e) or (isinstance(e, Answered) and e.field in spoken) for e in events)
+
+
 def _touches_records(sprint: Sprint) -> bool:
-    return any(
-        isinstance(e, RatingClosed | OptedOut | OptedIn) or _is_level(e) for e in sprint.events
+    return any(isinstance(e, RatingClosed | OptedOut | OptedIn) for e in sprint.events) or (
+        sprint.session is not None and _saves_progress(sprint.events, sprint.session)
     )
 
 

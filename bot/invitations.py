@@ -20,6 +20,7 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
+from bot import calls
 from bot.conversation import Conversations, conversation_key, load_session, session_ttl
 from bot.optouts import is_opted_out
 from bot.privacy import mask
@@ -36,7 +37,11 @@ log = logging.getLogger("ratebot.invitations")
 
 PENDING = ("scheduled", "sending", "sent")
 # Where a record keeps each channel's contact: (keyed hash column, encrypted column).
-CONTACTS = {"sms": ("phone_hash", "phone_enc"), "wechat": ("wechat_hash", "wechat_enc")}
+CONTACTS = {
+    "sms": ("phone_hash", "phone_enc"),
+    "voice": ("phone_hash", "phone_enc"),
+    "wechat": ("wechat_hash", "wechat_enc"),
+}
 # WeChat refusals after which an invitation goes by SMS instead: 45015 out of the 48-hour window
 # (a customer-service message without a template), 43004 the citizen does not follow.
 FALLBACK = ("45015", "43004")
@@ -128,6 +133,9 @@ async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
     now = rt.clock()
     invitation, record = await run_in_threadpool(_load_invitation, rt, invitation_id)
     assert invitation.id is not None
+    if invitation.channel == "voice":  # the dialer calls, inside calling hours
+        await run_in_threadpool(calls.hand_to_dialer, rt, invitation.id, now)
+        return
     channels = [invitation.channel]
     if invitation.channel != "sms" and record.phone_enc:
         channels.append("sms")

@@ -12,12 +12,20 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from dialogs.session import Session
-from storage.models import Complaint, Rating, RatingDimension, ServiceRecord, UTCDateTime
+from storage.models import (
+    Complaint,
+    Rating,
+    RatingDimension,
+    RatingRecording,
+    ServiceRecord,
+    UTCDateTime,
+)
 
 records = ServiceRecord.__table__  # type: ignore[attr-defined]
 ratings = Rating.__table__  # type: ignore[attr-defined]
 dimensions = RatingDimension.__table__  # type: ignore[attr-defined]
 complaints = Complaint.__table__  # type: ignore[attr-defined]
+recordings = RatingRecording.__table__  # type: ignore[attr-defined]
 
 # A finished rating is never overwritten: the update applies only while it is in progress, and
 # then RETURNING gives no row. The record is found by its number in the same statement.
@@ -60,6 +68,14 @@ UPSERT_COMPLAINT = sa.text(
     """
 ).bindparams(
     sa.bindparam("problems", type_=sa.JSON), sa.bindparam("wants_callback", type_=sa.Boolean)
+)
+
+UPSERT_RECORDING = sa.text(
+    """
+    INSERT INTO rating_recordings (rating_id, field, url)
+    VALUES (:rating_id, :field, :url)
+    ON CONFLICT (rating_id, field) DO UPDATE SET url = excluded.url
+    """
 )
 
 
@@ -125,6 +141,20 @@ def save_rating(
                 "wants_callback": complaint.get("callback"),
             },
         )
+    spoken = answers.get("recordings") or {}
+    if spoken:
+        conn.execute(
+            UPSERT_RECORDING,
+            [{"rating_id": rating_id, "field": f, "url": url} for f, url in spoken.items()],
+        )
+
+
+def save_transcription(conn: sa.Connection, recording_url: str, text: str) -> bool:
+    """Keep Twilio's transcript of a spoken answer; False when no rating holds that recording."""
+    done = conn.execute(
+        sa.update(recordings).where(recordings.c.url == recording_url).values(transcription=text)
+    )
+    return bool(done.rowcount)
 
 
 def _withdraw(conn: sa.Connection, conversation_id: str) -> None:
@@ -135,4 +165,5 @@ def _withdraw(conn: sa.Connection, conversation_id: str) -> None:
     if rating_id is not None:
         conn.execute(sa.delete(dimensions).where(dimensions.c.rating_id == rating_id))
         conn.execute(sa.delete(complaints).where(complaints.c.rating_id == rating_id))
+        conn.execute(sa.delete(recordings).where(recordings.c.rating_id == rating_id))
         conn.execute(sa.delete(ratings).where(ratings.c.id == rating_id))

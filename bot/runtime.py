@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from bot.privacy import Privacy
 from bot.settings import Settings
-from channels.base import Sender
+from channels.base import Caller, Sender
 from channels.console import ConsoleSender
 from channels.twilio import TwilioSender
+from channels.voice import VoiceStyle
 from channels.wechat import RatebotWeChatClient, WeChatSender, make_client
 from dialogs.survey import Survey, load_survey
 from storage.base import ConversationStore
@@ -40,6 +41,8 @@ class Runtime:
     survey: Survey
     privacy: Privacy
     senders: dict[str, Sender]  # channel → how ratebot sends on its own initiative
+    caller: Caller  # places outbound calls
+    voice: VoiceStyle  # how calls sound
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -50,7 +53,7 @@ class Runtime:
             assert (
                 settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
             )
-            sms: Sender = TwilioSender(
+            sms: TwilioSender | ConsoleSender = TwilioSender(
                 settings.twilio_account_sid,
                 settings.twilio_auth_token,
                 settings.twilio_from,
@@ -71,6 +74,14 @@ class Runtime:
             survey=load_survey(settings.survey_path),
             privacy=Privacy(settings.secret_key),
             senders=senders,
+            caller=sms if isinstance(sms, TwilioSender) else ConsoleSender("voice"),
+            voice=VoiceStyle.from_directory(
+                settings.voice_audio_dir,
+                f"{settings.public_url}/channels/voice/audio",
+                voices=settings.voice_voices,
+                record_seconds=settings.voice_record_seconds,
+                transcribe_url=f"{settings.public_url}/channels/voice/transcription",
+            ),
             clock=clock,
         )
 

@@ -24,6 +24,12 @@ DEFAULT_TEMPLATE_FIELDS = {
     "keyword3": "date",
     "remark": "question",
 }
+# Twilio text-to-speech voices that speak each shipped locale (RATEBOT_VOICE_VOICES overrides).
+DEFAULT_VOICES = {
+    "zh_Hans_CN": "Polly.Zhiyu",
+    "zh_Hant_TW": "Google.cmn-TW-Standard-A",
+    "en": "Polly.Joanna",
+}
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "development-only-secret"}
 # Telegram's rules: a bot token is "<bot id>:<secret>"; a webhook secret_token is 1-256 characters
 # of A-Z, a-z, 0-9, _ and -.
@@ -62,11 +68,20 @@ class Settings(BaseSettings):
     wechat_template_fields: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_TEMPLATE_FIELDS)
     )
+    # The phone channel (Twilio Voice): a Twilio voice per locale, recorded prompts, speech.
+    voice_voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICES))
+    voice_audio_dir: Path | None = None  # <dir>/<locale>/<message id>.mp3|.wav, played as-is
+    voice_min_confidence: float = Field(default=0.4, ge=0, le=1)
+    voice_record_seconds: int = Field(default=60, ge=5, le=600)
+    calling_hours: str = "09:00-20:00"  # outbound calls only inside (local time)
+    call_attempts: int = Field(default=3, ge=1, le=10)  # per invitation, counting the first
+    call_retry_minutes: float = Field(default=60, gt=0)
     default_locale: str = "zh_Hans_CN"
     timezone: str = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"
     invite_cooldown_hours: float = Field(default=24, ge=0)
     survey_path: Path = DEFAULT_SURVEY
+    halls_file: Path | None = None  # halls (parking rewards) to create or update at start
     worker_interval_seconds: float = Field(default=5, gt=0)
     run_worker: bool = (
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
@@ -112,7 +127,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("quiet_hours")
+    @field_validator("voice_audio_dir")
+    @classmethod
+    def _audio_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"no such directory: {value}")
+        return value
+
+    @field_validator("quiet_hours", "calling_hours")
     @classmethod
     def _quiet_hours_format(cls, value: str) -> str:
         if value.strip():
@@ -213,6 +235,11 @@ class Settings(BaseSettings):
     @property
     def quiet_window(self) -> tuple[time, time] | None:
         return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
+
+    @property
+    def calling_window(self) -> tuple[time, time] | None:
+        """When outbound calls may be placed (local time); None: any time."""
+        return parse_quiet_hours(self.calling_hours) if self.calling_hours else None
 
     @property
     def sms_inbound_enabled(self) -> bool:

@@ -32,7 +32,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types import BufferedInputFile, CallbackQuery, Message, Update
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
@@ -43,6 +43,7 @@ from bot.privacy import mask
 from bot.runtime import Runtime
 from bot.settings import Settings
 from channels import telegram
+from channels.voucher import qr_png
 from dialogs import engine
 from dialogs.events import Event, InboundEvent
 from locales import gettext, ids
@@ -208,11 +209,15 @@ class Chat:
         is already remembered, so a retry of this update would send nothing anyway."""
         for message in telegram.load(rendered):
             try:
-                await self.bot.send_message(
-                    self.chat_id, message.text, reply_markup=message.markup()
-                )
+                if message.photo:  # a voucher: its QR code for the gate, the voucher as caption
+                    photo = BufferedInputFile(qr_png(message.photo), filename="voucher.png")
+                    await self.bot.send_photo(self.chat_id, photo, caption=message.text)
+                else:
+                    await self.bot.send_message(
+                        self.chat_id, message.text, reply_markup=message.markup()
+                    )
             except TelegramAPIError as exc:
-                log.warning("sendMessage to chat %s failed: %s", self.masked, type(exc).__name__)
+                log.warning("sending to chat %s failed: %s", self.masked, type(exc).__name__)
                 return
 
     async def reply(self, answer: Reply) -> None:

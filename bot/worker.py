@@ -17,9 +17,11 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
+from bot import calls
 from bot.conversation import Conversations, load_session, split_key
 from bot.invitations import dispatch_invitation, send_reminder
 from bot.runtime import Runtime
+from bot.vouchers import expire_due
 from dialogs import engine
 from storage.models import Invitation, Rating
 
@@ -38,7 +40,11 @@ async def run_due(rt: Runtime) -> int:
         await send_reminder(rt, invitation_id)
     for rating_id, key, conversation_id in expiring:
         await expire_conversation(rt, rating_id, key, conversation_id)
-    return len(invitations) + len(reminders) + len(expiring)
+    dialing = await run_in_threadpool(calls.due, rt, now, BATCH)
+    for attempt_id in dialing:
+        await run_in_threadpool(calls.place, rt, attempt_id)
+    expired_vouchers = await run_in_threadpool(_expire_vouchers, rt, now)
+    return len(invitations) + len(reminders) + len(expiring) + len(dialing) + expired_vouchers
 
 
 def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
@@ -100,6 +106,13 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
             # The state store lost the conversation (an in-memory store restarted): keep the
             # rating with what the database has.
             await run_in_threadpool(_close_as_is, rt, rating_id, now)
+
+
+def _expire_vouchers(rt: Runtime, now: datetime) -> int:
+    """Parking vouchers past their time become ``expired`` (the API and the page already treat
+    them so; this keeps the stored state and the reports true)."""
+    with rt.db.begin() as conn:
+        return expire_due(conn, now)
 
 
 def _postpone(rt: Runtime, rating_id: int, expires_at: datetime) -> None:

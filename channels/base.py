@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from dialogs.events import Event, Prompt, Say
+from dialogs.events import Event, Prompt, Say, VoucherIssued
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +29,23 @@ class Sender(Protocol):
         """Release connections (the app is shutting down)."""
 
 
-def chat_messages(events: Sequence[Event]) -> list[list[Say] | Prompt]:
+class Caller(Protocol):
+    """Places one call to a phone number in clear; Twilio fetches what to say from
+    ``answer_url`` and reports on the call to ``status_url``."""
+
+    def place_call(self, to: str, *, answer_url: str, status_url: str) -> Delivery: ...
+
+
+def chat_messages(events: Sequence[Event]) -> list[list[Say] | Prompt | VoucherIssued]:
     """The engine's events as chat messages: the statements before a question together in one,
-    each question a message of its own (where it can carry buttons or a menu)."""
-    messages: list[list[Say] | Prompt] = []
+    each question a message of its own (where it can carry buttons or a menu), and a voucher a
+    message of its own (where it can carry its QR code)."""
+    messages: list[list[Say] | Prompt | VoucherIssued] = []
     said: list[Say] = []
     for event in events:
         if isinstance(event, Say):
             said.append(event)
-        elif isinstance(event, Prompt):
+        elif isinstance(event, Prompt | VoucherIssued):
             if said:
                 messages.append(said)
                 said = []

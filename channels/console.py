@@ -22,5 +22,10 @@ class ConsoleSender:
         log.info("console outbox: %s message to %s", self.channel, mask(to))
         return Delivery(provider="console", provider_id=None, status="sent (console)")
 
+    def place_call(self, to: str, *, answer_url: str, status_url: str) -> Delivery:
+        print(f"[outbox {self.channel}] call {mask(to)}: {answer_url}\n", flush=True)
+        log.info("console outbox: a call to %s not placed", mask(to))
+        return Delivery(provider="console", provider_id=None, status="not placed")
+
     def close(self) -> None:
         pass

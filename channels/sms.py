@@ -8,8 +8,9 @@ from typing import Any
 
 from twilio.twiml.messaging_response import MessagingResponse
 
+from channels.voucher import voucher_text
 from dialogs.engine import LEVEL_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt, Say
+from dialogs.events import Event, InboundEvent, Prompt, Say, VoucherIssued
 from locales import gettext, ids
 
 CHANNEL = "sms"
@@ -52,6 +53,8 @@ def render_text(events: Sequence[Event], locale: str) -> str:
                 lines.append(gettext(locale, event.hint))
             lines.append(_text(locale, event.message, event.params))
             lines.extend(how_to_answer(event, locale))
+        elif isinstance(event, VoucherIssued):
+            lines.append(voucher_text(event, locale))
     return "\n".join(line for line in lines if line)
 
 

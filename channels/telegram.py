@@ -2,12 +2,14 @@
 events → Telegram messages with inline keyboards.
 
 The rendered reply is a string (the glue remembers it for re-deliveries): JSON of a list of
-``{"text": ..., "buttons": [[[label, callback_data], ...], ...]}``, one entry a message to send.
-Statements go together in one message; the question is a message of its own that carries the
-keyboard: five ★ buttons for a level, one button per option for a choice, yes / no, and "skip"
-for an optional text. A button's callback data is ``a:<step id>:<value>``: the value is what the
-citizen could have typed (``5``, ``2``, ``0``), so typed answers and buttons are the same to the
-engine, and the step id lets the bot refuse a button of a question already answered.
+``{"text": ..., "buttons": [[[label, callback_data], ...], ...], "photo": ...}``, one entry a
+message to send. Statements go together in one message; a parking voucher is a photo of its QR
+code (``photo`` is what the code holds) with the voucher as its caption; the question is a
+message of its own that carries the keyboard: five ★ buttons for a level, one button per option
+for a choice, yes / no, and "skip" for an optional text. A button's callback data is
+``a:<step id>:<value>``: the value is what the citizen could have typed (``5``, ``2``, ``0``), so
+typed answers and buttons are the same to the engine, and the step id lets the bot refuse a
+button of a question already answered.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from channels.base import chat_messages
+from channels.voucher import voucher_text
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt
+from dialogs.events import Event, InboundEvent, Prompt, VoucherIssued
 from locales import LOCALES, gettext, ids
 
 CHANNEL = "telegram"
@@ -45,6 +48,7 @@ class Outgoing:
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
+    photo: str = ""  # send as a photo of this data's QR code, ``text`` its caption
 
     def markup(self) -> InlineKeyboardMarkup | None:
         if not self.buttons:
@@ -122,12 +126,16 @@ def render(events: Sequence[Event], locale: str) -> str:
 
 
 def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
-    messages = [
-        _prompt(message, locale)
-        if isinstance(message, Prompt)
-        else Outgoing("\n\n".join(_text(locale, s.message, s.params) for s in message))
-        for message in chat_messages(events)
-    ]
+    messages = []
+    for message in chat_messages(events):
+        if isinstance(message, Prompt):
+            messages.append(_prompt(message, locale))
+        elif isinstance(message, VoucherIssued):
+            messages.append(Outgoing(voucher_text(message, locale), photo=message.scan_data))
+        else:
+            messages.append(
+                Outgoing("\n\n".join(_text(locale, s.message, s.params) for s in message))
+            )
     return [m for m in messages if m.text]
 
 
@@ -135,6 +143,7 @@ def dump(messages: Sequence[Outgoing]) -> str:
     return json.dumps(
         [
             {"text": m.text, "buttons": [list(map(list, row)) for row in m.buttons]}
+            | ({"photo": m.photo} if m.photo else {})
             for m in messages
         ],
         ensure_ascii=False,
@@ -149,6 +158,7 @@ def load(rendered: str) -> list[Outgoing]:
         Outgoing(
             item["text"],
             tuple(tuple((label, data) for label, data in row) for row in item.get("buttons", ())),
+            item.get("photo", ""),
         )
         for item in json.loads(rendered)
     ]

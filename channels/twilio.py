@@ -1,4 +1,4 @@
-"""Twilio: the REST client (SMS now, voice later) and webhook signature checks."""
+"""Twilio: the REST client (SMS and calls) and webhook signature checks."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def signature_is_valid(
 
 
 class TwilioSender:
-    """Sends SMS through Twilio's REST API with the official client.
+    """Sends SMS and places calls through Twilio's REST API with the official client.
 
     ``api_url`` points the client at a Twilio-compatible API (tests, emulators) instead of
     api.twilio.com.
@@ -61,6 +61,28 @@ class TwilioSender:
             log.warning("twilio unreachable for an SMS to %s: %s", mask(to), type(exc).__name__)
             return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
         return Delivery("twilio", message.sid, str(message.status or "queued"))
+
+    def place_call(self, to: str, *, answer_url: str, status_url: str) -> Delivery:
+        """Call ``to``; when answered, Twilio fetches the call's TwiML from ``answer_url``.
+        Answering-machine detection tells the answer URL who picked up (``AnsweredBy``)."""
+        try:
+            call = self.client.calls.create(
+                to=to,
+                from_=self.from_number,
+                url=answer_url,
+                method="POST",
+                status_callback=status_url,
+                status_callback_method="POST",
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                machine_detection="Enable",
+            )
+        except TwilioRestException as exc:
+            log.warning("twilio refused a call to %s: %s %s", mask(to), exc.code, exc.msg)
+            return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])
+        except (TwilioException, OSError) as exc:
+            log.warning("twilio unreachable for a call to %s: %s", mask(to), type(exc).__name__)
+            return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
+        return Delivery("twilio", call.sid, str(call.status or "queued"))
 
     def close(self) -> None:
         pass  # the twilio client opens a connection per request

@@ -41,8 +41,9 @@ from wechatpy.utils import WeChatSigner
 
 from channels.base import Delivery, chat_messages
 from channels.sms import how_to_answer, render_text
+from channels.voucher import qr_png, voucher_text
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt
+from dialogs.events import Event, InboundEvent, Prompt, VoucherIssued
 from locales import gettext
 
 log = logging.getLogger("ratebot.wechat")
@@ -275,12 +276,15 @@ MenuItem = tuple[str, str]  # (id = the value the engine gets, content = what th
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One customer-service message: ``text``, or a message menu when ``menu`` has items
-    (``text`` its head, ``tail`` the typed fallback). ``plain`` is the same as passive-reply text.
+    (``text`` its head, ``tail`` the typed fallback), or when ``image`` is set the picture of that
+    data's QR code (a parking voucher's, for the gate to scan). ``plain`` is the same as
+    passive-reply text.
     """
 
     text: str
     menu: tuple[MenuItem, ...] = ()
     tail: str = ""
+    image: str = ""
 
     @property
     def plain(self) -> str:
@@ -299,18 +303,24 @@ class WeChatReply:
 
 
 def render_reply(events: Sequence[Event], locale: str) -> str:
-    """The reply as the string the glue remembers: the passive text when no question has options;
-    else JSON ``{"text": <passive text>, "messages": [{"text", "menu": [[id, content]...],
-    "tail"}...]}``. A re-delivery is answered from it (and sends nothing again)."""
+    """The reply as the string the glue remembers: the passive text when no question has options
+    and no voucher's QR code is to be shown; else JSON ``{"text": <passive text>, "messages":
+    [{"text", "menu": [[id, content]...], "tail", "image"}...]}``. A re-delivery is answered from
+    it (and sends nothing again)."""
     text = render_text(events, locale)
     messages = _messages(events, locale)
-    if not any(m.menu for m in messages):
+    if not any(m.menu or m.image for m in messages):
         return text
     return json.dumps(
         {
             "text": text,
             "messages": [
-                {"text": m.text, "menu": [list(item) for item in m.menu], "tail": m.tail}
+                {
+                    "text": m.text,
+                    "menu": [list(item) for item in m.menu],
+                    "tail": m.tail,
+                    "image": m.image,
+                }
                 for m in messages
             ],
         },
@@ -333,6 +343,7 @@ def load_reply(rendered: str) -> WeChatReply:
                         str(m.get("text", "")),
                         tuple((str(i), str(c)) for i, c in m.get("menu", ())),
                         str(m.get("tail", "")),
+                        str(m.get("image", "")),
                     )
                     for m in data["messages"]
                 ),
@@ -341,14 +352,20 @@ def load_reply(rendered: str) -> WeChatReply:
 
 
 def _messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
-    """Statements together in a text message; each question a message of its own."""
-    messages = [
-        _prompt(message, locale)
-        if isinstance(message, Prompt)
-        else Outgoing("\n".join(gettext(locale, s.message, **s.params) for s in message))
-        for message in chat_messages(events)
-    ]
-    return [m for m in messages if m.text or m.menu]
+    """Statements together in a text message; each question a message of its own; a voucher as
+    text, then its QR code as a picture."""
+    messages = []
+    for message in chat_messages(events):
+        if isinstance(message, Prompt):
+            messages.append(_prompt(message, locale))
+        elif isinstance(message, VoucherIssued):
+            messages.append(Outgoing(voucher_text(message, locale)))
+            messages.append(Outgoing("", image=message.scan_data))
+        else:
+            messages.append(
+                Outgoing("\n".join(gettext(locale, s.message, **s.params) for s in message))
+            )
+    return [m for m in messages if m.text or m.menu or m.image]
 
 
 def _prompt(prompt: Prompt, locale: str) -> Outgoing:
@@ -445,10 +462,26 @@ class WeChatSender:
         }
         return self._send("menu", lambda: self.client.message.send_msg_menu(to, menu))
 
+    def send_qr_image(self, to: str, data: str) -> Delivery:
+        """A picture of ``data``'s QR code: uploaded as temporary media (kept 3 days by WeChat),
+        then sent as a customer-service image message."""
+
+        def upload_and_send() -> Any:
+            media = ("voucher.png", qr_png(data), "image/png")
+            uploaded = self.client.media.upload("image", media)
+            media_id = uploaded.get("media_id") if isinstance(uploaded, dict) else None
+            if not media_id:
+                raise ValueError("the upload's answer has no media_id")
+            return self.client.message.send_image(to, media_id)
+
+        return self._send("image", upload_and_send)
+
     def send(self, to: str, message: Outgoing) -> Delivery:
-        """One message of a rendered reply: a message menu, or text."""
+        """One message of a rendered reply: a message menu, a QR code picture, or text."""
         if message.menu:
             return self.send_menu(to, message.text, message.menu, message.tail)
+        if message.image:
+            return self.send_qr_image(to, message.image)
         return self.send_text(to, message.text)
 
     def close(self) -> None:

@@ -134,7 +134,7 @@ def resume(
         session = _new_session(survey, new_session_id, now, locale)
         if not (isinstance(first, LevelStep) and _parse(survey, first, text) is not _UNUSABLE):
             return Sprint(session, [_prompt(survey, session)])
-    return _answer(survey, session, text, now)
+    return _answer(survey, session, text, now, event.recording)
 
 
 def expire(
@@ -142,10 +142,10 @@ def expire(
     session: Session,
     *,
     now: datetime,
-    reason: Literal["expired", "replaced"] = "expired",
+    reason: Literal["expired", "replaced", "hung_up"] = "expired",
 ) -> Sprint:
-    """The session's time is up (or a new invitation ``replaced`` it): close an open one without
-    messaging the citizen; forget a closed one."""
+    """The session's time is up (or a new invitation ``replaced`` it, or the caller hung up):
+    close an open one without messaging the citizen; forget a closed one."""
     if session.step is None:
         return Sprint(None, [])
     return _close(survey, session, now, reason, [])
@@ -247,10 +247,17 @@ def _parse(survey: Survey, step: LevelStep | ChoiceStep | TextStep | YesNoStep, 
     return _UNUSABLE if value is None else value
 
 
-def _answer(survey: Survey, session: Session, text: str, now: datetime) -> Sprint:
+def _answer(
+    survey: Survey, session: Session, text: str, now: datetime, recording: str | None = None
+) -> Sprint:
     assert session.step is not None
     step = survey.step(session.step)
-    value = _parse(survey, step, text)
+    if recording is not None and isinstance(step, TextStep):
+        # A spoken answer: the recording is the answer; its transcript, if any, the text.
+        value: Any = text if text.strip() else None
+    else:
+        value = _parse(survey, step, text)
+        recording = None  # a recording answers only a free-text question
     if value is _UNUSABLE:
         retries = session.retries + 1
         if retries >= survey.max_retries:
@@ -268,6 +275,8 @@ def _answer(survey: Survey, session: Session, text: str, now: datetime) -> Sprin
     for each, each_value in zip(answered, values, strict=True):
         _store(answers, each.field, each_value)
         events.append(Answered(each.id, each.field, each_value))
+    if recording is not None:
+        answers.setdefault("recordings", {})[step.field] = recording
 
     next_id = _next(answered[-1].next, answers)
     if next_id == END:
@@ -302,7 +311,7 @@ def _close(
     survey: Survey,
     session: Session,
     now: datetime,
-    reason: Literal["finished", "retries_exhausted", "expired", "replaced"],
+    reason: Literal["finished", "retries_exhausted", "expired", "replaced", "hung_up"],
     events: list[Event],
 ) -> Sprint:
     """End the conversation. A session that holds a rating is kept, closed, until it expires so

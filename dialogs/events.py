@@ -8,6 +8,7 @@ events — and the application carries the events out (persist, reply, send).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from dialogs.session import Session
@@ -18,8 +19,10 @@ class InboundEvent:
     """One thing a citizen did, in a channel-independent form.
 
     ``text`` is what they typed or said (speech already transcribed); ``button`` is the value of
-    a tapped button or pressed key when the channel has them. ``delivery_id`` is the provider's
-    idempotency key (Twilio ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``).
+    a tapped button or pressed key when the channel has them; ``recording`` is the URL of a voice
+    recording that answers a free-text question (the phone channel), ``text`` then being its
+    transcript if there is one. ``delivery_id`` is the provider's idempotency key (Twilio
+    ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``, a call's sid and turn).
     """
 
     channel: str
@@ -28,6 +31,7 @@ class InboundEvent:
     button: str | None = None
     delivery_id: str | None = None
     locale: str | None = None
+    recording: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class RatingClosed:
 
     outcome: Literal["complete", "incomplete", "discarded"]
     reason: Literal[
-        "finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced"
+        "finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced", "hung_up"
     ]
 
 
@@ -85,7 +89,28 @@ class OptedIn:
     """The citizen asked to receive invitations again (START)."""
 
 
-Event = Prompt | Say | Answered | RatingClosed | OptedOut | OptedIn
+@dataclass(frozen=True, slots=True)
+class VoucherIssued:
+    """The rating earned free parking (issue #5). Not the engine's: the application adds it when
+    the rating it closes is valid, and each channel tells it in its own form (a QR image too).
+
+    ``code`` is for reading and typing (``ABCD-EFGH-JKM``); ``expires_at`` is in the hall's time
+    zone; ``url`` is the voucher's page.
+    """
+
+    code: str
+    hall: str
+    free_minutes: int
+    expires_at: datetime
+    url: str
+
+    @property
+    def scan_data(self) -> str:
+        """What the voucher's QR code holds: the compact code, as the gate's API takes it."""
+        return self.code.replace("-", "")
+
+
+Event = Prompt | Say | Answered | RatingClosed | OptedOut | OptedIn | VoucherIssued
 
 
 @dataclass(frozen=True, slots=True)

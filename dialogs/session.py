@@ -18,7 +18,8 @@ class Session(BaseModel):
          "comment": str | None,                       # optional comment (good and middling levels)
          "complaint": {"problems": [str, ...],        # chosen problem-category values
                        "details": str | None,
-                       "callback": bool}}             # present only for bad reviews (levels 1-2)
+                       "callback": bool},             # present only for bad reviews (levels 1-2)
+         "recordings": {"comment": url, ...}}         # spoken answers to text steps (phone)
 
     Keys appear only once answered.
     """

@@ -187,3 +187,132 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime | None = _time()
     revoked_at: datetime | None = _time()
+
+
+class RatingRecording(SQLModel, table=True):
+    """A spoken answer to a free-text step (comment, complaint details) on the phone: Twilio's
+    recording URL, and its transcript when Twilio sends one."""
+
+    __tablename__ = "rating_recordings"
+
+    rating_id: int = Field(foreign_key="ratings.id", primary_key=True)
+    field: str = Field(max_length=32, primary_key=True)  # the step's field: comment, …
+    url: str = Field(max_length=500, index=True)
+    transcription: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class CallAttempt(SQLModel, table=True):
+    """One outbound call placed (or to be placed) to invite a citizen to rate by phone.
+
+    ``status``: scheduled → calling (claimed by a worker) → Twilio's call statuses (queued,
+    ringing, in-progress, completed, busy, no-answer, failed, canceled), or ``machine`` when an
+    answering machine picked up. A busy, unanswered or machine-answered attempt schedules the
+    next one, up to the configured count, inside calling hours.
+    """
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (sa.Index("ix_call_attempts_due", "status", "scheduled_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    invitation_id: int = Field(foreign_key="invitations.id", index=True)
+    attempt: int = 1
+    status: str = Field(max_length=16)
+    call_sid: str | None = Field(default=None, max_length=64, unique=True)
+    answered_by: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, max_length=255)
+    scheduled_at: datetime | None = _time()
+    started_at: datetime | None = _time()
+    ended_at: datetime | None = _time()
+
+
+# --- parking rewards (issue #5) --------------------------------------------------------------
+
+
+class Hall(SQLModel, table=True):
+    """A service hall (政务服务大厅) and whether a valid rating earns free parking there.
+
+    A service record's ``hall`` names the hall by its ``code`` (or, for platforms that report
+    names, by its ``name``).
+    """
+
+    __tablename__ = "halls"
+
+    code: str = Field(max_length=64, primary_key=True)
+    name: str = Field(max_length=100, index=True)
+    timezone: str = Field(max_length=64)
+    parking_enabled: bool = False
+    free_minutes: int = 0
+    valid_hours: int = 0  # how long after issue a voucher can be used
+    updated_at: datetime | None = _time()
+
+
+class Voucher(SQLModel, table=True):
+    """Free parking earned by one valid rating: one per case, whatever the rating's level.
+
+    The code is never stored in clear: ``code_hash`` (keyed HMAC) finds it, ``code_enc`` (an
+    encrypted copy) lets a channel say it again. ``state``: issued → redeemed | expired |
+    revoked; an issued voucher past ``expires_at`` counts as expired even before the worker marks
+    it.
+    """
+
+    __tablename__ = "vouchers"
+    __table_args__ = (sa.Index("ix_vouchers_state_expires", "state", "expires_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    code_enc: str = Field(max_length=512)
+    record_id: int = Field(foreign_key="service_records.id", unique=True)
+    rating_id: int = Field(foreign_key="ratings.id", unique=True)
+    hall_code: str = Field(max_length=64, foreign_key="halls.code", index=True)
+    free_minutes: int
+    state: str = Field(max_length=16)
+    issued_at: datetime | None = _time(index=True)
+    expires_at: datetime | None = _time()
+    redeemed_at: datetime | None = _time()
+    minutes_granted: int | None = None
+    lot: str | None = Field(default=None, max_length=64)
+    plate_hash: str | None = Field(default=None, max_length=64)  # keyed hash: a plate is personal
+    entered_at: datetime | None = _time()
+    exited_at: datetime | None = _time()
+    redeemed_by: int | None = Field(default=None, foreign_key="api_keys.id")
+    revoked_at: datetime | None = _time()
+    revoke_reason: str | None = Field(default=None, max_length=255)
+    closed_at: datetime | None = _time()  # when it left ``issued`` (redeemed, expired, revoked)
+
+
+class Redemption(SQLModel, table=True):
+    """The first answer to a redeem request with an ``Idempotency-Key``, per API key: a retry of
+    the same request gets it again instead of 409."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        sa.UniqueConstraint("api_key_id", "idempotency_key", name="uq_redemptions_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    api_key_id: int = Field(foreign_key="api_keys.id")
+    idempotency_key: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=64)  # SHA-256 of the code and the body
+    status_code: int
+    response: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime | None = _time()
+
+
+class ApiKeyHall(SQLModel, table=True):
+    """A hall a ``parking`` key may check and redeem vouchers of."""
+
+    __tablename__ = "api_key_halls"
+
+    api_key_id: int = Field(foreign_key="api_keys.id", primary_key=True)
+    hall_code: str = Field(max_length=64, primary_key=True)
+
+
+class FlaggedCitizen(SQLModel, table=True):
+    """A citizen (contact hash) whose ratings were found fraudulent: their ratings still count as
+    ratings, but earn no parking voucher."""
+
+    __tablename__ = "flagged_citizens"
+
+    citizen_hash: str = Field(max_length=64, primary_key=True)
+    reason: str = Field(max_length=255)
+    created_at: datetime | None = _time()

@@ -1,7 +1,8 @@
 """A fake of Twilio's REST API on 127.0.0.1, so the real twilio client runs in tests.
 
-It records every request and answers ``Messages.json`` the way Twilio does (201 with a ``SM…``
-sid, status ``queued``), or with Twilio's error body for numbers listed in ``refuse``.
+It records every request and answers ``Messages.json`` and ``Calls.json`` the way Twilio does
+(201 with an ``SM…`` or ``CA…`` sid, status ``queued``), or with Twilio's error body for numbers
+listed in ``refuse``.
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ class FakeTwilio:
                     self.headers.get("authorization", "Basic ").split(" ", 1)[1] or b""
                 ).decode()
                 fake.requests.append(Recorded("POST", self.path, form, user.split(":", 1)[0]))
-                if not self.path.endswith("/Messages.json"):
+                kinds = {"/Messages.json": "SM", "/Calls.json": "CA"}
+                kind = next((k for p, k in kinds.items() if self.path.endswith(p)), None)
+                if kind is None:
                     return self._json(404, {"code": 20404, "message": "not found", "status": 404})
                 if form.get("To") in fake.refuse:
                     code, message = fake.refuse[form["To"]]
                     return self._json(400, {"code": code, "message": message, "status": 400})
-                sid = f"SM{next(fake._ids):032x}"
+                sid = f"{kind}{next(fake._ids):032x}"
                 self._json(
                     201,
                     {
@@ -82,3 +85,7 @@ class FakeTwilio:
     @property
     def messages(self) -> list[dict[str, str]]:
         return [r.form for r in self.requests if r.path.endswith("/Messages.json")]
+
+    @property
+    def calls(self) -> list[dict[str, str]]:
+        return [r.form for r in self.requests if r.path.endswith("/Calls.json")]

@@ -1,0 +1,238 @@
+"""Rating by phone: Twilio Voice webhooks.
+
+A call (inbound to the rating line, a hotline transfer with ``?record_no=``, or one ratebot
+placed) starts at ``POST /channels/voice``; every answer — keys, speech or a recording — comes
+back to ``POST /channels/voice/answer?turn=N``, the ``action`` of the TwiML before it. The turn
+number makes Twilio's retry of one request a re-delivery (the same TwiML again) rather than a
+second answer. ``POST /channels/voice/status`` ends the conversation of a call that hung up
+mid-survey, and records outbound attempts; ``POST /channels/voice/transcription`` keeps
+Twilio's transcript of a spoken comment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+from twilio.twiml.voice_response import VoiceResponse
+
+from bot import calls
+from bot.api import get_runtime
+from bot.conversation import Conversations, Render
+from bot.privacy import InvalidPhone, normalize_phone
+from bot.ratings import records, save_transcription
+from bot.runtime import Runtime
+from bot.webhooks import twilio_form
+from channels import voice
+from dialogs.events import Event, InboundEvent, Say
+from locales import gettext, ids
+from storage.base import ConversationBusy
+from storage.models import Invitation, Rating
+
+log = logging.getLogger("ratebot.voice")
+router = APIRouter(prefix="/channels/voice")
+invitations = Invitation.__table__  # type: ignore[attr-defined]
+ratings = Rating.__table__  # type: ignore[attr-defined]
+
+ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}  # a call's final statuses
+TWIML = "application/xml"
+
+
+def _field(form: Mapping[str, Any], name: str) -> str:
+    value = form.get(name)
+    if not isinstance(value, str) or not value:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"missing form field: {name}")
+    if "\x00" in value:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name} contains a NUL character")
+    return value
+
+
+def _caller(rt: Runtime, form: Mapping[str, Any]) -> tuple[str, str]:
+    """(call sid, keyed hash of the citizen's number). On a call ratebot placed the citizen is
+    ``To``; an anonymous caller's conversation is the call's own."""
+    call_sid = _field(form, "CallSid")
+    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
+    number = _field(form, "To" if outbound else "From")
+    try:
+        return call_sid, rt.privacy.contact_hash(normalize_phone(number))
+    except InvalidPhone:
+        return call_sid, rt.privacy.contact_hash(f"call:{call_sid}")
+
+
+def _renderer(rt: Runtime, turn: int, *, welcome: bool = False) -> Render:
+    action = f"{rt.settings.public_url}/channels/voice/answer?turn={turn}"
+
+    def render(events: Sequence[Event], locale: str) -> str:
+        said = [Say(ids.VOICE_WELCOME), *events] if welcome else events
+        return voice.render(said, locale, action=action, style=rt.voice)
+
+    return render
+
+
+def _twiml(text: str) -> Response:
+    return Response(text, media_type=TWIML)
+
+
+def _busy(rt: Runtime, turn: int) -> Response:
+    """The conversation stayed locked past the wait (a stuck turn): say so and ask again."""
+    log.warning("conversation busy; the caller is asked again")
+    response = VoiceResponse()
+    locale = rt.settings.default_locale
+    response.say(gettext(locale, ids.ERROR_BUSY), language=voice.LANGUAGES.get(locale))
+    response.redirect(f"{rt.settings.public_url}/channels/voice/answer?turn={turn}", method="POST")
+    return _twiml(str(response))
+
+
+@router.post("")
+async def call_started(request: Request) -> Response:
+    """A call begins: the caller hears a welcome and the first question of their case (the one
+    in ``?record_no=``, else their number's pending invitation) or of an unsolicited rating."""
+    rt = get_runtime(request)
+    form = await twilio_form(request, rt)
+    call_sid, contact_hash = _caller(rt, form)
+    attempt = request.query_params.get("attempt")
+    answered_by = str(form.get("AnsweredBy") or "")
+    if answered_by.startswith("machine") or answered_by == "fax":
+        if attempt is not None:
+            await run_in_threadpool(calls.machine_answered, rt, attempt, call_sid, answered_by)
+        response = VoiceResponse()
+        response.hangup()
+        return _twiml(str(response))
+    event = InboundEvent(
+        channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:0"
+    )
+    render = _renderer(rt, 1, welcome=True)
+    conversations = Conversations(rt)
+    record_no = request.query_params.get("record_no")
+    try:
+        if record_no:
+            source = "invitation" if attempt is not None else "transfer"
+            reply = await conversations.open_case(event, record_no, render, source=source)
+        elif (pending := await run_in_threadpool(pending_case, rt, contact_hash)) is not None:
+            reply = await conversations.open_case(event, pending, render, source="invitation")
+        else:
+            reply = await conversations.ask(event, render)
+    except ConversationBusy:
+        return _busy(rt, 0)
+    return _twiml(reply.text)
+
+
+@router.post("/answer")
+async def call_answered(request: Request) -> Response:
+    """The caller answered (keys, speech, a recording) or stayed silent: the next question."""
+    rt = get_runtime(request)
+    form = await twilio_form(request, rt)
+    try:
+        turn = int(request.query_params.get("turn", ""))
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "turn must be a number") from None
+    call_sid, contact_hash = _caller(rt, form)
+    digits = str(form.get("Digits") or "")
+    text, recording = _answer(rt, form, digits)
+    if not (text or recording) and request.query_params.get("nothing") == "skip":
+        text = voice.SKIP_KEY
+    event = InboundEvent(
+        channel=voice.CHANNEL,
+        sender=contact_hash,
+        text=text,
+        recording=recording,
+        delivery_id=f"voice:{call_sid}:{turn}",
+    )
+    render = _renderer(rt, turn + 1)
+    conversations = Conversations(rt)
+    try:
+        if digits == voice.REPEAT_KEY:
+            reply = await conversations.ask(event, render)
+        else:
+            reply = await conversations.handle(event, render)
+    except ConversationBusy:
+        return _busy(rt, turn)
+    return _twiml(reply.text)
+
+
+def _answer(rt: Runtime, form: Mapping[str, Any], digits: str) -> tuple[str, str | None]:
+    """(text, recording URL) of an answer. Keys win over speech; speech Twilio is not sure of
+    counts as no answer (the question is asked again); a recording ended by 0, or none at all
+    on an optional question (``?nothing=skip``), skips it."""
+    recording = form.get("RecordingUrl")
+    if isinstance(recording, str) and recording:
+        if digits == voice.SKIP_KEY:
+            return voice.SKIP_KEY, None
+        return "", recording[:500]
+    if digits and digits != "hangup":
+        return digits, None
+    speech = str(form.get("SpeechResult") or "")
+    if speech:
+        try:
+            confidence = float(form.get("Confidence") or 0)
+        except ValueError:
+            confidence = 0.0
+        if confidence >= rt.settings.voice_min_confidence:
+            return speech, None
+        log.info("speech below the confidence floor (%.2f); asked again", confidence)
+    return "", None
+
+
+@router.post("/status", status_code=204)
+async def call_status(request: Request) -> Response:
+    """Twilio's call status callback. A call that ended mid-survey closes its conversation
+    (an overall level is kept as an incomplete rating); an outbound attempt is recorded and,
+    busy or unanswered, retried later."""
+    rt = get_runtime(request)
+    form = await twilio_form(request, rt)
+    call_sid, contact_hash = _caller(rt, form)
+    state = _field(form, "CallStatus")[:16]
+    attempt = request.query_params.get("attempt")
+    if attempt is not None:
+        await run_in_threadpool(calls.record_call_status, rt, attempt, call_sid, state)
+    if state in ENDED:
+        event = InboundEvent(
+            channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:end"
+        )
+        with suppress(ConversationBusy):  # the expiry timer closes it instead
+            await Conversations(rt).close(event, reason="hung_up")
+    return Response(status_code=204)
+
+
+@router.post("/transcription", status_code=204)
+async def transcription(request: Request) -> Response:
+    """Twilio's transcript of a recorded answer, kept beside its recording."""
+    rt = get_runtime(request)
+    form = await twilio_form(request, rt)
+    url = _field(form, "RecordingUrl")
+    if form.get("TranscriptionStatus") == "completed":
+        text = str(form.get("TranscriptionText") or "").replace("\x00", "")
+        if not await run_in_threadpool(_save_transcription, rt, url, text):
+            log.info("a transcript for a recording no rating holds; dropped")
+    return Response(status_code=204)
+
+
+def _save_transcription(rt: Runtime, url: str, text: str) -> bool:
+    with rt.db.begin() as db:
+        return save_transcription(db, url, text)
+
+
+def pending_case(rt: Runtime, contact_hash: str) -> str | None:
+    """The case of the number's latest invitation that is still open: sent within the survey's
+    expiry and not rated in any channel."""
+    since = rt.clock() - timedelta(hours=rt.survey.expires_after_hours)
+    rated = sa.select(ratings.c.id).where(ratings.c.record_id == records.c.id).exists()
+    with rt.db.connect() as db:
+        return db.execute(
+            sa.select(records.c.record_no)
+            .join(invitations, invitations.c.record_id == records.c.id)
+            .where(
+                invitations.c.contact_hash == contact_hash,
+                invitations.c.status == "sent",
+                invitations.c.sent_at >= since,
+                ~rated,
+            )
+            .order_by(invitations.c.sent_at.desc())
+            .limit(1)
+        ).scalar()

@@ -1,0 +1,450 @@
+"""The parking system's API, halls and the vouchers report, over HTTP as the gate and the operator
+use them: every answer the issue names, exactly-once redemption under 50 concurrent requests,
+idempotent retries, codes refused before lookup, and guessers slowed down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bot import worker
+from bot.app import create_app
+from bot.vouchers import check_symbol, new_code, vouchers
+from tests.bot.conftest import Harness, make_settings
+from tests.bot.parking_support import (
+    HALL,
+    HALL_NAME,
+    admin,
+    earn_voucher,
+    exit_body,
+    parking_key,
+    put_hall,
+)
+
+RECORD = "370600-2026-000123"
+
+
+def unknown_code() -> str:
+    """A well-formed code (its check symbol right) that was never issued."""
+    payload = new_code()[:-1]
+    return payload + check_symbol(payload)
+
+
+@pytest.fixture
+def voucher_queries(harness: Harness) -> Iterator[list[str]]:
+    """The SQL statements that read or write the vouchers table while the test runs."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "vouchers" in statement:
+            seen.append(statement)
+
+    sa.event.listen(harness.rt.db, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(harness.rt.db, "before_cursor_execute", record)
+
+
+# --- halls ----------------------------------------------------------------------------------
+
+
+async def test_halls_are_created_updated_and_listed_by_admins(harness: Harness) -> None:
+    created = await put_hall(harness, free_minutes=60, valid_hours=24)
+    assert created["parking"] == {"enabled": True, "free_minutes": 60, "valid_hours": 24}
+    body = {
+        "name": "烟台市政务服务中心（新址）",
+        "timezone": "Asia/Shanghai",
+        "parking": {"enabled": False, "free_minutes": 0, "valid_hours": 24},
+    }
+    updated = await harness.client.put(f"/api/v1/halls/{HALL}", json=body, headers=admin(harness))
+    assert updated.status_code == 200 and updated.json()["name"].endswith("（新址）")
+    listed = await harness.client.get("/api/v1/halls", headers=admin(harness))
+    assert [h["code"] for h in listed.json()["items"]] == [HALL]
+    assert listed.json()["items"][0]["parking"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "reason"),
+    [
+        ("/api/v1/halls/YT 1", {}, "hall_code"),
+        ("/api/v1/halls/YT-1", {"name": "x", "timezone": "Mars/Base", "parking": {}}, "timezone"),
+        (
+            "/api/v1/halls/YT-1",
+            {
+                "name": "x",
+                "timezone": "Asia/Shanghai",
+                "parking": {"enabled": True, "free_minutes": 0, "valid_hours": 24},
+            },
+            "free_minutes",
+        ),
+        (
+            "/api/v1/halls/YT-1",
+            {
+                "name": "x",
+                "timezone": "UTC",
+                "parking": {"enabled": True, "free_minutes": 30, "valid_hours": 0},
+            },
+            "valid_hours",
+        ),
+    ],
+)
+async def test_bad_halls_are_refused_with_a_reason(
+    harness: Harness, path: str, body: dict[str, Any], reason: str
+) -> None:
+    response = await harness.client.put(path, json=body, headers=admin(harness))
+    assert response.status_code == 422 and reason in response.text
+
+
+async def test_only_admins_configure_halls(harness: Harness) -> None:
+    assert (await harness.client.get("/api/v1/halls")).status_code == 401
+    for key in (harness.api_key("platform"), parking_key(harness)):
+        assert (await harness.client.get("/api/v1/halls", headers=key)).status_code == 403
+
+
+async def test_halls_are_loaded_from_a_file_at_start(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    halls = tmp_path / "halls.yaml"
+    halls.write_text(
+        "- code: YT-001\n  name: 烟台市政务服务中心\n  timezone: Asia/Shanghai\n"
+        "  parking: {enabled: true, free_minutes: 120, valid_hours: 48}\n",
+        encoding="utf-8",
+    )
+    app = create_app(make_settings(**backend, halls_file=halls))
+    async with app.router.lifespan_context(app):
+        with app.state.runtime.db.connect() as conn:
+            row = conn.execute(sa.text("SELECT name, free_minutes FROM halls")).one()
+    assert tuple(row) == ("烟台市政务服务中心", 120)
+
+
+async def test_a_bad_halls_file_stops_the_start(backend: dict[str, Any], tmp_path: Path) -> None:
+    halls = tmp_path / "halls.json"
+    halls.write_text('[{"code": "YT-001", "name": "x"}]', encoding="utf-8")
+    app = create_app(make_settings(**backend, halls_file=halls))
+    with pytest.raises(ValueError, match="RATEBOT_HALLS_FILE"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+# --- checking a voucher ---------------------------------------------------------------------
+
+
+async def test_the_gate_sees_state_hall_minutes_and_times_but_no_personal_data(
+    harness: Harness,
+) -> None:
+    await put_hall(harness, free_minutes=120)
+    code = await earn_voucher(harness, RECORD)
+    response = await harness.client.get(
+        f"/api/v1/parking/vouchers/{code.lower()}", headers=parking_key(harness)
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"] == "issued" and body["hall"] == {"code": HALL, "name": HALL_NAME}
+    assert body["free_minutes"] == 120 and body["code"] == f"{code[:4]}-{code[4:8]}-{code[8:]}"
+    assert body["issued_at"].startswith("2026-11-27T02:00")
+    assert body["expires_at"].startswith("2026-11-29T02:00")
+    for personal in ("1234", "138", RECORD, "citizen", "phone", "plate"):
+        assert personal not in response.text
+
+
+async def test_keys_are_good_only_for_their_own_halls(harness: Harness) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    path = f"/api/v1/parking/vouchers/{code}"
+    other = parking_key(harness, "YT-999", name="another hall's gate")
+    assert (await harness.client.get(path, headers=other)).status_code == 403
+    redeem = await harness.client.post(f"{path}/redeem", json=exit_body(), headers=other)
+    assert redeem.status_code == 403
+    assert (await harness.client.get(path)).status_code == 401
+    bogus = {"Authorization": "Bearer rbk_nope"}
+    assert (await harness.client.get(path, headers=bogus)).status_code == 401
+    platform = harness.api_key("platform")
+    assert (await harness.client.get(path, headers=platform)).status_code == 403
+    both = parking_key(harness, "YT-999", HALL, name="two halls' gate")
+    assert (await harness.client.get(path, headers=both)).status_code == 200
+    assert (await harness.client.get(path, headers=admin(harness))).status_code == 200
+
+
+async def test_an_unknown_code_is_404(harness: Harness) -> None:
+    response = await harness.client.get(
+        f"/api/v1/parking/vouchers/{unknown_code()}", headers=parking_key(harness)
+    )
+    assert response.status_code == 404 and response.json()["detail"]
+
+
+@pytest.mark.parametrize("typed", ["ABC", "0OIL0OIL0OI", "%E6%B5%8B", "X" * 300, "checksum"])
+async def test_malformed_and_checksum_failing_codes_are_refused_before_any_lookup(
+    harness: Harness, voucher_queries: list[str], typed: str
+) -> None:
+    if typed == "checksum":
+        code = unknown_code()
+        typed = code[:-1] + next(s for s in "23456789" if s != code[-1])
+    key = parking_key(harness)
+    for response in (
+        await harness.client.get(f"/api/v1/parking/vouchers/{typed}", headers=key),
+        await harness.client.post(
+            f"/api/v1/parking/vouchers/{typed}/redeem", json=exit_body(), headers=key
+        ),
+    ):
+        assert response.status_code == 422 and "malformed voucher code" in response.text
+    assert voucher_queries == []
+
+
+# --- redeeming ------------------------------------------------------------------------------
+
+
+async def test_redeeming_grants_the_parked_minutes_up_to_the_voucher_once(
+    harness: Harness,
+) -> None:
+    await put_hall(harness, free_minutes=120)
+    code = await earn_voucher(harness, RECORD)
+    key = parking_key(harness)
+    path = f"/api/v1/parking/vouchers/{code}/redeem"
+    first = await harness.client.post(path, json=exit_body(95), headers=key)
+    assert first.status_code == 200, first.text
+    assert first.json()["minutes_granted"] == 95 and first.json()["state"] == "redeemed"
+    again = await harness.client.post(path, json=exit_body(95), headers=key)
+    assert again.status_code == 409
+    assert again.json()["state"] == "redeemed"
+    assert again.json()["redeemed_at"] == first.json()["redeemed_at"]
+    with harness.rt.db.connect() as conn:
+        row = conn.execute(sa.select(vouchers)).one()
+    assert row.lot == "P1" and row.minutes_granted == 95
+    assert row.plate_hash and "12345" not in row.plate_hash  # a plate is personal: hashed
+
+
+async def test_a_longer_stay_is_granted_the_voucher_s_minutes(harness: Harness) -> None:
+    await put_hall(harness, free_minutes=120)
+    code = await earn_voucher(harness, RECORD)
+    response = await harness.client.post(
+        f"/api/v1/parking/vouchers/{code}/redeem",
+        json=exit_body(300),
+        headers=parking_key(harness),
+    )
+    assert response.json()["minutes_granted"] == 120
+
+
+async def test_fifty_concurrent_redemptions_let_exactly_one_through(harness: Harness) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    keys = [parking_key(harness, name=f"gate {i}") for i in range(5)]
+
+    async def redeem(i: int) -> httpx.Response:
+        return await harness.client.post(
+            f"/api/v1/parking/vouchers/{code}/redeem",
+            json=exit_body(30 + i),
+            headers=keys[i % len(keys)],
+        )
+
+    responses = await asyncio.gather(*(redeem(i) for i in range(50)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [409] * 49, statuses
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    assert {r.json()["redeemed_at"] for r in responses if r.status_code == 409} == {
+        winner["redeemed_at"]
+    }
+    with harness.rt.db.connect() as conn:
+        row = conn.execute(sa.select(vouchers)).one()
+    assert row.state == "redeemed" and row.minutes_granted == winner["minutes_granted"]
+
+
+async def test_a_retry_with_the_idempotency_key_gets_the_first_answer(harness: Harness) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    key = parking_key(harness)
+    path = f"/api/v1/parking/vouchers/{code}/redeem"
+    retry = {**key, "Idempotency-Key": "gate-P1-exit-0001"}
+    first = await harness.client.post(path, json=exit_body(), headers=retry)
+    harness.clock.advance(seconds=30)
+    again = await harness.client.post(path, json=exit_body(), headers=retry)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    without = await harness.client.post(path, json=exit_body(), headers=key)
+    assert without.status_code == 409
+    other_body = await harness.client.post(path, json=exit_body(40), headers=retry)
+    assert other_body.status_code == 422 and "Idempotency-Key" in other_body.text
+
+
+async def test_concurrent_retries_with_one_idempotency_key_all_get_the_200(
+    harness: Harness,
+) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    retry = {**parking_key(harness), "Idempotency-Key": "exit-42"}
+    responses = await asyncio.gather(
+        *(
+            harness.client.post(
+                f"/api/v1/parking/vouchers/{code}/redeem", json=exit_body(), headers=retry
+            )
+            for _ in range(20)
+        )
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1
+
+
+async def test_an_expired_voucher_is_410_and_the_worker_marks_it(harness: Harness) -> None:
+    await put_hall(harness, valid_hours=48)
+    code = await earn_voucher(harness, RECORD)
+    key = parking_key(harness)
+    harness.clock.advance(hours=48)
+    got = await harness.client.get(f"/api/v1/parking/vouchers/{code}", headers=key)
+    assert got.json()["state"] == "expired"
+    await worker.run_due(harness.rt)
+    with harness.rt.db.connect() as conn:
+        assert conn.execute(sa.select(vouchers.c.state)).scalar() == "expired"
+    response = await harness.client.post(
+        f"/api/v1/parking/vouchers/{code}/redeem", json=exit_body(), headers=key
+    )
+    assert response.status_code == 410
+    assert response.json()["expires_at"].startswith("2026-11-29T02:00")
+
+
+async def test_a_revoked_voucher_is_409_with_the_reason(harness: Harness) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    revoke = await harness.client.post(
+        f"/api/v1/vouchers/{code}/revoke",
+        json={"reason": "appeal upheld: fraudulent rating"},
+        headers=admin(harness),
+    )
+    assert revoke.status_code == 200 and revoke.json()["state"] == "revoked"
+    response = await harness.client.post(
+        f"/api/v1/parking/vouchers/{code}/redeem", json=exit_body(), headers=parking_key(harness)
+    )
+    assert response.status_code == 409
+    assert response.json()["reason"] == "appeal upheld: fraudulent rating"
+
+
+async def test_a_redeemed_voucher_cannot_be_revoked(harness: Harness) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    await harness.client.post(
+        f"/api/v1/parking/vouchers/{code}/redeem", json=exit_body(), headers=parking_key(harness)
+    )
+    revoke = await harness.client.post(
+        f"/api/v1/vouchers/{code}/revoke", json={"reason": "late"}, headers=admin(harness)
+    )
+    assert revoke.status_code == 409 and "redeemed" in revoke.json()["detail"]
+    for key in (None, parking_key(harness)):
+        denied = await harness.client.post(
+            f"/api/v1/vouchers/{code}/revoke", json={"reason": "x"}, headers=key
+        )
+        assert denied.status_code == (401 if key is None else 403)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        exit_body(plate=""),
+        exit_body(lot="P1\x00"),
+        exit_body(entered_at="2026-11-27T09:00:00"),  # no time zone
+        exit_body(exited_at="2026-11-27T08:00:00+08:00"),  # before it entered
+        exit_body(gate="extra"),
+        [1, 2],
+    ],
+)
+async def test_a_malformed_redemption_body_is_422(harness: Harness, body: Any) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    response = await harness.client.post(
+        f"/api/v1/parking/vouchers/{code}/redeem", json=body, headers=parking_key(harness)
+    )
+    assert response.status_code == 422 and response.json()["detail"]
+    with harness.rt.db.connect() as conn:
+        assert conn.execute(sa.select(vouchers.c.state)).scalar() == "issued"
+
+
+# --- guessing -------------------------------------------------------------------------------
+
+
+async def test_a_key_guessing_codes_is_slowed_down_and_logged(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    guesser = parking_key(harness, name="gate of a guesser")
+    honest = parking_key(harness, name="honest gate")
+    guesses = [unknown_code() for _ in range(7)]
+    elapsed = []
+    with caplog.at_level(logging.WARNING, logger="ratebot.parking"):
+        for code in guesses:
+            started = time.monotonic()
+            response = await harness.client.get(
+                f"/api/v1/parking/vouchers/{code}", headers=guesser
+            )
+            elapsed.append(time.monotonic() - started)
+            assert response.status_code == 404
+    # five misses are free; then 0.25 s, 0.5 s…, one request at a time
+    assert max(elapsed[:5]) < 0.2 and elapsed[6] >= 0.45, elapsed
+    started = time.monotonic()
+    await harness.client.get(f"/api/v1/parking/vouchers/{unknown_code()}", headers=honest)
+    assert time.monotonic() - started < 0.2  # another key is not slowed
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("gate of a guesser" in w for w in warnings)
+    assert not any(code in w for w in warnings for code in guesses)  # never the code in full
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+async def test_the_report_counts_per_hall_and_local_day(harness: Harness) -> None:
+    await put_hall(harness, valid_hours=48)
+    codes = [
+        await earn_voucher(harness, f"R-{i}", phone=f"+861380000000{i}") for i in range(1, 4)
+    ]
+    key = parking_key(harness)
+    await harness.client.post(
+        f"/api/v1/parking/vouchers/{codes[0]}/redeem", json=exit_body(), headers=key
+    )
+    harness.clock.advance(days=1)
+    await harness.client.post(
+        f"/api/v1/vouchers/{codes[1]}/revoke", json={"reason": "fraud"}, headers=admin(harness)
+    )
+    harness.clock.advance(days=2)  # the third expired on the 29th, unused
+    response = await harness.client.get(
+        "/api/v1/reports/vouchers",
+        params={"hall": HALL, "from": "2026-11-26", "to": "2026-11-30"},
+        headers=admin(harness),
+    )
+    assert response.status_code == 200, response.text
+    [hall] = response.json()["halls"]
+    zero = {"issued": 0, "redeemed": 0, "expired": 0, "revoked": 0}
+    assert hall["days"] == [
+        {"date": "2026-11-27", **zero, "issued": 3, "redeemed": 1},
+        {"date": "2026-11-28", **zero, "revoked": 1},
+        {"date": "2026-11-29", **zero, "expired": 1},
+    ]
+    assert hall["totals"] == {"issued": 3, "redeemed": 1, "expired": 1, "revoked": 1}
+    assert hall["redemption_rate"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"from": "2026-11-30", "to": "2026-11-01"}, 422),
+        ({"from": "2025-01-01", "to": "2026-11-30"}, 422),
+        ({"from": "yesterday"}, 422),
+        ({"hall": "NOPE"}, 404),
+    ],
+)
+async def test_bad_report_requests_are_refused(
+    harness: Harness, params: dict[str, str], status: int
+) -> None:
+    response = await harness.client.get(
+        "/api/v1/reports/vouchers", params=params, headers=admin(harness)
+    )
+    assert response.status_code == status and response.json()["detail"]
+
+
+async def test_only_admins_read_the_report(harness: Harness) -> None:
+    response = await harness.client.get(
+        "/api/v1/reports/vouchers", headers=parking_key(harness)
+    )
+    assert response.status_code == 403

@@ -1,0 +1,554 @@
+"""Rating by phone, driven as Twilio drives it: a signed webhook starts the call, and every next
+request goes to the ``action`` URL that the TwiML before it gave — keys, speech, silence, ``*``,
+recordings, hang-ups and status callbacks. TwiML is parsed and checked; ratings are read back
+through the API."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session as DbSession
+from sqlmodel import col, select
+
+from bot import worker
+from bot.app import create_app
+from storage.models import CallAttempt, Rating
+from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings
+from tests.fakes.twilio_api import FakeTwilio
+from tests.samples import PHONE
+
+RECORD = "370200-2026-0001"
+RECORDING = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE"
+_calls = count(1)
+
+
+class Call:
+    """One phone call: posts what Twilio posts and follows the TwiML's action URLs."""
+
+    def __init__(self, h: Harness, *, phone: str = PHONE, outbound: bool = False) -> None:
+        self.h = h
+        self.sid = f"CA{next(_calls):032x}"
+        self.phone = phone
+        self.outbound = outbound
+        self.twiml: ET.Element | None = None
+        self.action: str | None = None
+
+    def form(self, **fields: str) -> dict[str, str]:
+        citizen, line = self.phone, "+8653112345"
+        return {
+            "CallSid": self.sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": line if self.outbound else citizen,
+            "To": citizen if self.outbound else line,
+            "Direction": "outbound-api" if self.outbound else "inbound",
+            "CallStatus": "in-progress",
+            **fields,
+        }
+
+    async def post(self, url: str, **fields: str) -> httpx.Response:
+        assert url.startswith(PUBLIC_URL), url  # absolute, under RATEBOT_PUBLIC_URL
+        path = url[len(PUBLIC_URL) :]
+        form = self.form(**fields)
+        return await self.h.client.post(path, data=form, headers=self.h.signed(path, form))
+
+    async def follow(self, url: str, **fields: str) -> ET.Element:
+        response = await self.post(url, **fields)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/xml")
+        root = ET.fromstring(response.text)
+        assert root.tag == "Response"
+        self.twiml = root
+        self.action = _next_action(root)
+        return root
+
+    async def start(self, query: str = "", **fields: str) -> ET.Element:
+        return await self.follow(f"{PUBLIC_URL}/channels/voice{query}", **fields)
+
+    async def press(self, digits: str) -> ET.Element:
+        assert self.action, "the call has ended"
+        return await self.follow(self.action, Digits=digits)
+
+    async def say(self, speech: str, confidence: str = "0.92") -> ET.Element:
+        assert self.action, "the call has ended"
+        return await self.follow(self.action, SpeechResult=speech, Confidence=confidence)
+
+    async def silence(self) -> ET.Element:
+        assert self.action, "the call has ended"
+        return await self.follow(self.action)
+
+    async def record(self, name: str = "1", digits: str = "#") -> ET.Element:
+        assert self.twiml is not None and self.twiml.find("Record") is not None
+        action = self.twiml.find("Record").get("action")  # type: ignore[union-attr]
+        return await self.follow(
+            action, RecordingUrl=RECORDING + name, RecordingDuration="7", Digits=digits
+        )
+
+    async def record_nothing(self) -> ET.Element:
+        """Twilio posts no recording when nothing was said: it goes on to the <Redirect>."""
+        assert self.twiml is not None
+        redirect = self.twiml.find("Redirect")
+        assert redirect is not None and redirect.text
+        return await self.follow(redirect.text)
+
+    async def hang_up(self, status: str = "completed", query: str = "") -> None:
+        response = await self.post(
+            f"{PUBLIC_URL}/channels/voice/status{query}", CallStatus=status, CallDuration="40"
+        )
+        assert response.status_code == 204, response.text
+
+
+def _next_action(root: ET.Element) -> str | None:
+    for tag in ("Gather", "Record"):
+        element = root.find(tag)
+        if element is not None:
+            return element.get("action")
+    return None
+
+
+def spoken(root: ET.Element) -> str:
+    return " ".join(say.text or "" for say in root.iter("Say"))
+
+
+def gather(root: ET.Element) -> ET.Element:
+    element = root.find("Gather")
+    assert element is not None, ET.tostring(root, encoding="unicode")
+    return element
+
+
+def ended(root: ET.Element) -> bool:
+    return root.find("Hangup") is not None and root.find("Gather") is None
+
+
+async def rating_of(h: Harness, record_no: str = RECORD) -> dict[str, Any] | None:
+    response = await h.client.get(
+        f"/api/v1/service-records/{record_no}", headers=h.api_key("platform")
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["rating"]  # type: ignore[no-any-return]
+
+
+def ratings(h: Harness) -> list[Rating]:
+    with DbSession(h.rt.db) as db:
+        return list(db.exec(select(Rating)).all())
+
+
+async def test_keys_walk_the_whole_survey_and_the_comment_is_recorded(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    first = await call.start()
+    g = gather(first)
+    assert g.get("input") == "dtmf speech" and g.get("numDigits") == "1"
+    assert g.get("language") == "zh-CN" and g.get("actionOnEmptyResult") == "true"
+    assert g.get("action") == f"{PUBLIC_URL}/channels/voice/answer?turn=1"
+    words = spoken(first)
+    assert "好差评" in words and "总体评价" in words and "非常满意请按5" in words
+    assert "重听请按星号键" in words
+    assert g.find("Say").get("voice") == "Polly.Zhiyu"  # type: ignore[union-attr]
+
+    assert "服务态度" in spoken(await call.press("5"))
+    await call.press("4")
+    await call.press("5")
+    comment = await call.press("5")
+    record = comment.find("Record")
+    assert record is not None and record.get("finishOnKey") == "#0"
+    assert record.get("maxLength") == "60" and "意见或建议" in spoken(comment)
+    assert record.get("transcribeCallback") == f"{PUBLIC_URL}/channels/voice/transcription"
+
+    thanks = await call.record("comment")
+    assert ended(thanks) and "感谢" in spoken(thanks)
+
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "complete"
+    assert rating["level"] == 5
+    assert rating["dimensions"] == {"attitude": 4, "efficiency": 5, "convenience": 5}
+    assert rating["channel"] == "phone" and rating["provider"] == "twilio"
+    assert rating["comment"] is None
+    assert rating["recordings"] == {
+        "comment": {"url": RECORDING + "comment", "transcription": None}
+    }
+
+
+async def test_speech_answers_are_read_by_the_engine_parser(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    assert "服务态度" in spoken(await call.say("五星。"))
+    await call.say("满意")
+    await call.say("非常满意")
+    await call.say("一般")
+    await call.record_nothing()  # nothing said on the optional comment: skipped
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "complete"
+    assert rating["level"] == 5
+    assert rating["dimensions"] == {"attitude": 4, "efficiency": 5, "convenience": 3}
+    assert rating["recordings"] == {}
+
+
+async def test_unsure_speech_and_silence_ask_again_with_a_hint_then_hang_up(
+    harness: Harness,
+) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    again = await call.say("五星", confidence="0.21")  # below RATEBOT_VOICE_MIN_CONFIDENCE
+    assert "没有听清" in spoken(again) and "总体评价" in spoken(again)
+    assert gather(again).get("action") == f"{PUBLIC_URL}/channels/voice/answer?turn=2"
+    assert "没有听清" in spoken(await call.silence())
+    goodbye = await call.press("9")
+    assert ended(goodbye) and "多次未能识别" in spoken(goodbye)
+    assert await rating_of(harness) is None  # no level: not a rating
+
+
+async def test_star_repeats_the_question_without_counting_a_retry(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    await call.press("3")
+    await call.silence()
+    await call.silence()  # two unusable answers to attitude so far
+    repeated = await call.press("*")
+    assert "服务态度" in spoken(repeated) and "没有听清" not in spoken(repeated)
+    after = await call.press("4")  # a third miss would have ended the call
+    assert "工作效率" in spoken(after)
+
+
+async def test_hang_up_mid_survey_keeps_an_incomplete_rating(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    await call.press("2")
+    await call.press("3")
+    await call.hang_up("completed")
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "incomplete" and rating["level"] == 2
+    assert rating["dimensions"] == {"attitude": 3}
+    await call.hang_up("completed")  # Twilio repeats a callback: nothing changes
+    assert len(ratings(harness)) == 1
+
+
+async def test_hang_up_before_any_answer_leaves_no_rating(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    await call.hang_up("completed")
+    assert await rating_of(harness) is None
+    # The next call starts over with the case's first question.
+    assert "总体评价" in spoken(await Call(harness).start())
+
+
+async def test_bad_review_complaint_by_keys_and_voice(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    for key in "1", "2", "2":
+        await call.press(key)
+    problems = await call.press("1")
+    g = gather(problems)
+    assert g.get("finishOnKey") == "#" and g.get("numDigits") is None
+    assert "可以按多个键" in spoken(problems)
+    details = await call.press("13")  # several categories, ended by #
+    assert details.find("Record") is not None
+    callback = await call.record("details")
+    assert "回访" in spoken(callback) and "是请按1" in spoken(callback)
+    done = await call.press("1")
+    assert ended(done)
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "complete" and rating["bad_review"]
+    assert rating["complaint"] == {
+        "problems": ["attitude", "repeated_visits"],
+        "details": None,
+        "wants_callback": True,
+    }
+    assert rating["recordings"]["complaint.details"]["url"] == RECORDING + "details"
+
+
+async def test_zero_skips_the_optional_comment(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    await call.press("4")
+    await call.press("4")
+    await call.press("4")
+    await call.press("4")
+    done = await call.record(digits="0")  # 0 ends the recording: skip
+    assert ended(done)
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "complete" and rating["recordings"] == {}
+
+
+async def test_transcription_is_kept_with_the_recording(harness: Harness) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    for key in "1", "1", "1", "1", "6":
+        await call.press(key)
+    await call.record("details")  # the details are saved at once: the transcript may come first
+    form = {
+        "RecordingUrl": RECORDING + "details",
+        "RecordingSid": "RE1",
+        "TranscriptionText": "窗口让我跑了三次",
+        "TranscriptionStatus": "completed",
+        "CallSid": call.sid,
+    }
+    path = "/channels/voice/transcription"
+    response = await harness.client.post(path, data=form, headers=harness.signed(path, form))
+    assert response.status_code == 204
+    await call.hang_up()
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "incomplete"
+    assert rating["recordings"]["complaint.details"]["transcription"] == "窗口让我跑了三次"
+
+
+async def test_hotline_transfer_links_the_call_to_its_case(harness: Harness) -> None:
+    await harness.report(phone=None)  # no phone on the record: only the transfer links it
+    call = Call(harness, phone="+8613900001111")
+    await call.start(f"?record_no={RECORD}")
+    for key in "5", "5", "5", "5":
+        await call.press(key)
+    await call.record_nothing()
+    rating = await rating_of(harness)
+    assert rating is not None and rating["record_no"] == RECORD and not rating["unsolicited"]
+
+
+async def test_a_caller_without_a_pending_invitation_rates_unsolicited(harness: Harness) -> None:
+    call = Call(harness, phone="+8613900002222")
+    await call.start()
+    await call.press("4")
+    await call.hang_up()
+    [rating] = ratings(harness)
+    assert rating.unsolicited and rating.record_id is None and rating.level == 4
+    assert rating.channel == "phone"
+
+
+async def test_a_rated_case_and_an_unknown_case_are_told_so(harness: Harness) -> None:
+    await harness.report()
+    assert await harness.reply_text("5")  # rating by SMS is under way
+    told = await Call(harness).start(f"?record_no={RECORD}")
+    assert ended(told) and "已完成" in spoken(told)
+    unknown = await Call(harness).start("?record_no=NO-SUCH-CASE")
+    assert ended(unknown) and "未找到该办件" in spoken(unknown)
+
+
+async def test_a_retried_request_gets_the_same_twiml_and_changes_nothing(
+    harness: Harness,
+) -> None:
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    action = call.action
+    assert action is not None
+    first = await call.post(action, Digits="5")
+    again = await call.post(action, Digits="5")
+    assert first.status_code == again.status_code == 200
+    assert first.text == again.text
+    different = await call.post(action, Digits="1")  # the same turn, other keys: still a retry
+    assert different.text == first.text
+    [rating] = ratings(harness)
+    assert rating.level == 5
+
+
+async def test_bad_requests(harness: Harness) -> None:
+    call = Call(harness)
+    form = call.form()
+    response = await harness.client.post("/channels/voice", data=form)
+    assert response.status_code == 403
+    wrong = harness.signed("/channels/voice?record_no=X", form)  # signed for another URL
+    response = await harness.client.post("/channels/voice", data=form, headers=wrong)
+    assert response.status_code == 403
+    form.pop("CallSid")
+    response = await harness.client.post(
+        "/channels/voice", data=form, headers=harness.signed("/channels/voice", form)
+    )
+    assert response.status_code == 400 and "CallSid" in response.json()["detail"]
+    path = "/channels/voice/answer?turn=x"
+    response = await harness.client.post(
+        path, data=call.form(), headers=harness.signed(path, call.form())
+    )
+    assert response.status_code == 400 and "turn" in response.json()["detail"]
+    path = "/channels/voice/status"
+    form = call.form()
+    form.pop("CallStatus")
+    response = await harness.client.post(path, data=form, headers=harness.signed(path, form))
+    assert response.status_code == 400
+
+
+async def test_voice_is_404_without_twilio(database_url: str, clock: FakeClock) -> None:
+    app = create_app(make_settings(database_url, twilio_auth_token=None), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            response = await client.post("/channels/voice", data={"CallSid": "CA1"})
+    assert response.status_code == 404
+
+
+async def test_english_caller_hears_english(harness: Harness) -> None:
+    await harness.report(citizen={"phone": PHONE, "locale": "en"})
+    first = await Call(harness).start()
+    g = gather(first)
+    assert g.get("language") == "en-US"
+    assert g.find("Say").get("voice") == "Polly.Joanna"  # type: ignore[union-attr]
+    assert "for very satisfied, press 5" in spoken(first).lower()
+
+
+@pytest.fixture
+def audio_dir(tmp_path: Path) -> Path:
+    prompts = tmp_path / "prompts" / "zh_Hans_CN"
+    prompts.mkdir(parents=True)
+    (prompts / "survey.overall.prompt.mp3").write_bytes(b"ID3 fake mp3")
+    return tmp_path / "prompts"
+
+
+@pytest.fixture
+async def audio_harness(
+    database_url: str, clock: FakeClock, audio_dir: Path
+) -> AsyncIterator[Harness]:
+    app = create_app(make_settings(database_url, voice_audio_dir=audio_dir), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+
+
+async def test_recorded_prompts_are_played_and_served(audio_harness: Harness) -> None:
+    first = await Call(audio_harness).start()
+    play = gather(first).find("Play")
+    url = f"{PUBLIC_URL}/channels/voice/audio/zh_Hans_CN/survey.overall.prompt.mp3"
+    assert play is not None and play.text == url
+    assert "总体评价" not in spoken(first)  # played, not spoken
+    response = await audio_harness.client.get(url[len(PUBLIC_URL) :])
+    assert response.status_code == 200 and response.content == b"ID3 fake mp3"
+
+
+# --- Outbound calls ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dialer(
+    database_url: str, clock: FakeClock, fake_twilio: FakeTwilio
+) -> AsyncIterator[Harness]:
+    settings = make_settings(
+        database_url,
+        twilio_account_sid=fake_twilio.account_sid,
+        twilio_auth_token=fake_twilio.auth_token,
+        twilio_from="+8653112345",
+        twilio_api_url=fake_twilio.url,  # type: ignore[attr-defined]
+    )
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+
+
+def attempts(h: Harness) -> list[CallAttempt]:
+    with DbSession(h.rt.db) as db:
+        return list(db.exec(select(CallAttempt).order_by(col(CallAttempt.id))).all())
+
+
+async def test_voice_invitation_is_called_and_runs_the_survey(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    response = await dialer.report(channel="voice")
+    assert response.status_code == 201, response.text
+    assert fake_twilio.messages == []  # no SMS: the invitation is a call
+    await worker.run_due(dialer.rt)
+    [placed] = fake_twilio.calls
+    assert placed["To"] == PHONE and placed["From"] == "+8653112345"
+    assert placed["MachineDetection"] == "Enable"
+    [attempt] = attempts(dialer)
+    assert placed["Url"] == f"{PUBLIC_URL}/channels/voice?record_no={RECORD}&attempt={attempt.id}"
+    assert placed["StatusCallback"] == f"{PUBLIC_URL}/channels/voice/status?attempt={attempt.id}"
+    assert attempt.status == "queued" and attempt.call_sid
+
+    call = Call(dialer, outbound=True)
+    call.sid = attempt.call_sid
+    first = await call.follow(placed["Url"], AnsweredBy="human")
+    assert "总体评价" in spoken(first)
+    for key in "5", "5", "4", "5":
+        await call.press(key)
+    await call.record_nothing()
+    await call.hang_up("completed", f"?attempt={attempt.id}")
+    rating = await rating_of(dialer)
+    assert rating is not None and rating["status"] == "complete" and rating["channel"] == "phone"
+    body = (
+        await dialer.client.get(
+            f"/api/v1/service-records/{RECORD}", headers=dialer.api_key("platform")
+        )
+    ).json()
+    [invitation] = body["invitations"]
+    assert invitation["channel"] == "voice" and invitation["status"] == "sent"
+    assert [c["status"] for c in invitation["calls"]] == ["completed"]
+    await worker.run_due(dialer.rt)
+    assert len(fake_twilio.calls) == 1  # answered: no second call
+
+
+async def test_busy_no_answer_and_machines_are_retried_then_given_up(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    await dialer.report(channel="voice")
+    await worker.run_due(dialer.rt)
+    [first] = attempts(dialer)
+    call = Call(dialer, outbound=True)
+    call.sid = first.call_sid
+    await call.hang_up("busy", f"?attempt={first.id}")
+    await call.hang_up("busy", f"?attempt={first.id}")  # a repeated callback: one retry only
+    first_done, second = attempts(dialer)
+    assert first_done.status == "busy" and second.status == "scheduled" and second.attempt == 2
+    await worker.run_due(dialer.rt)
+    assert len(fake_twilio.calls) == 1  # not before the retry spacing
+
+    dialer.clock.advance(minutes=61)
+    await worker.run_due(dialer.rt)
+    assert len(fake_twilio.calls) == 2
+    second = attempts(dialer)[1]
+    machine = Call(dialer, outbound=True)
+    machine.sid = second.call_sid
+    url = fake_twilio.calls[1]["Url"]
+    hung_up = await machine.follow(url, AnsweredBy="machine_start")
+    assert ended(hung_up) and spoken(hung_up) == ""
+    await machine.hang_up("completed", f"?attempt={second.id}")
+    assert attempts(dialer)[1].status == "machine"
+
+    dialer.clock.advance(minutes=61)
+    await worker.run_due(dialer.rt)
+    third = attempts(dialer)[2]
+    unanswered = Call(dialer, outbound=True)
+    unanswered.sid = third.call_sid
+    await unanswered.hang_up("no-answer", f"?attempt={third.id}")
+    dialer.clock.advance(hours=3)
+    await worker.run_due(dialer.rt)
+    assert [a.status for a in attempts(dialer)] == ["busy", "machine", "no-answer"]
+    assert len(fake_twilio.calls) == 3  # RATEBOT_CALL_ATTEMPTS (3) in all
+    assert await rating_of(dialer) is None
+
+
+async def test_calls_wait_for_calling_hours(dialer: Harness, fake_twilio: FakeTwilio) -> None:
+    dialer.clock.advance(hours=11)  # 21:00 in Shanghai: after calling hours (09:00-20:00)
+    await dialer.report(channel="voice")
+    await worker.run_due(dialer.rt)
+    assert fake_twilio.calls == []
+    [waiting] = attempts(dialer)
+    assert waiting.status == "scheduled"
+    assert waiting.scheduled_at is not None and waiting.scheduled_at.hour == 1  # 09:00 +08:00
+    dialer.clock.advance(hours=12)
+    await worker.run_due(dialer.rt)
+    assert len(fake_twilio.calls) == 1
+
+
+async def test_a_status_for_another_call_is_ignored(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    await dialer.report(channel="voice")
+    await worker.run_due(dialer.rt)
+    [attempt] = attempts(dialer)
+    stranger = Call(dialer, outbound=True)  # another CallSid naming this attempt
+    await stranger.hang_up("busy", f"?attempt={attempt.id}")
+    await stranger.hang_up("busy", "?attempt=not-a-number")
+    [unchanged] = attempts(dialer)
+    assert unchanged.status == "queued" and unchanged.ended_at is None
