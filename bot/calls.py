@@ -1,8 +1,12 @@
 """Outbound calls: an invitation by phone is handed to the dialer, which places a call inside
 calling hours through Twilio's REST API; the call runs the same survey (its answer URL is
-``/channels/voice?record_no=…&attempt=…``). A busy line, no answer or an answering machine
-schedules the next attempt, ``RATEBOT_CALL_RETRY_MINUTES`` later, up to
-``RATEBOT_CALL_ATTEMPTS`` in all; every attempt is a row of its own.
+``/channels/voice?record_no=…&attempt=…``). A bad review whose citizen asked for a callback
+(回访) gets one ``RATEBOT_CALLBACK_AFTER_HOURS`` later (or when ``ratebot call`` says so): the
+same survey again, recorded as the case's second rating.
+
+A busy line, no answer or an answering machine schedules the next attempt,
+``RATEBOT_CALL_RETRY_MINUTES`` later, up to ``RATEBOT_CALL_ATTEMPTS`` in all; every attempt is a
+row of its own.
 
 Placing claims the attempt with a conditional UPDATE, and a status report schedules the retry
 only on the transition that ends the attempt, so concurrent workers and Twilio's retried
@@ -21,7 +25,9 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 
 from bot import invitations
+from bot.optouts import is_opted_out
 from bot.privacy import mask
+from bot.ratings import complaints, follow_up_due, ratings
 from bot.runtime import Runtime
 from channels.base import Delivery
 from storage.models import CallAttempt, Invitation, ServiceRecord
@@ -32,6 +38,11 @@ log = logging.getLogger("ratebot.calls")
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
 RETRIED = {"busy", "no-answer", "machine"}
 INTERRUPTED_AFTER = timedelta(minutes=10)
+UNDER_WAY = ("scheduled", "calling", "queued", "initiated", "ringing", "in-progress")
+
+
+class CannotCall(ValueError):
+    """The case cannot be called about (the reason is the message)."""
 
 
 def call_time(rt: Runtime, now: datetime) -> datetime:
@@ -58,6 +69,95 @@ def hand_to_dialer(rt: Runtime, invitation_id: int, now: datetime) -> None:
                 scheduled_at=call_time(rt, now),
             )
         )
+
+
+def call_case(rt: Runtime, record_no: str, now: datetime) -> int:
+    """Schedule a call about case ``record_no`` now (or when calling hours open): to rate it,
+    or — a bad review whose citizen asked for one — to follow it up (回访). The attempt's id."""
+    with DbSession(rt.db) as db, db.begin():
+        record = db.exec(select(ServiceRecord).where(ServiceRecord.record_no == record_no)).first()
+        if record is None or record.id is None:
+            raise CannotCall(f"no service record {record_no!r}")
+        if not record.phone_hash:
+            raise CannotCall("the case has no phone number")
+        if is_opted_out(db.connection(), record.phone_hash):
+            raise CannotCall("the citizen opted out of invitations")
+        if follow_up_due(db.connection(), record.id):
+            purpose = "callback"
+        elif db.exec(select(ratings.c.id).where(ratings.c.record_id == record.id)).first():
+            raise CannotCall("the case is rated (一事一评) and no callback is due")
+        else:
+            purpose = "invitation"
+        under_way = db.exec(
+            select(CallAttempt.id)
+            .join(Invitation, col(Invitation.id) == CallAttempt.invitation_id)
+            .where(Invitation.record_id == record.id, col(CallAttempt.status).in_(UNDER_WAY))
+        ).first()
+        if under_way is not None:
+            raise CannotCall("a call about this case is already under way")
+        return _schedule(db, rt, record, purpose, now)
+
+
+def _schedule(
+    db: DbSession, rt: Runtime, record: ServiceRecord, purpose: str, now: datetime
+) -> int:
+    """A voice invitation (sent: handed to the dialer) and its first call attempt."""
+    assert record.id is not None
+    invitation = Invitation(
+        record_id=record.id,
+        channel="voice",
+        contact_hash=record.phone_hash,
+        status="sent",
+        sent_at=now,
+        created_at=now,
+    )
+    db.add(invitation)
+    db.flush()
+    assert invitation.id is not None
+    attempt = CallAttempt(
+        invitation_id=invitation.id,
+        purpose=purpose,
+        status="scheduled",
+        scheduled_at=call_time(rt, now),
+    )
+    db.add(attempt)
+    db.flush()
+    assert attempt.id is not None
+    return attempt.id
+
+
+def schedule_callbacks(rt: Runtime, now: datetime, limit: int) -> int:
+    """Schedule the callback (回访) of every bad review that asked for one, made at least
+    ``RATEBOT_CALLBACK_AFTER_HOURS`` ago and not yet called about. The number scheduled."""
+    hours = rt.settings.callback_after_hours
+    if not hours:
+        return 0
+    called = (
+        select(CallAttempt.id)
+        .join(Invitation, col(Invitation.id) == CallAttempt.invitation_id)
+        .where(Invitation.record_id == ratings.c.record_id, CallAttempt.purpose == "callback")
+        .exists()
+    )
+    with DbSession(rt.db) as db, db.begin():
+        record_ids = db.exec(
+            select(ratings.c.record_id)
+            .join(complaints, complaints.c.rating_id == ratings.c.id)
+            .where(
+                ratings.c.evaluation_count == 1,
+                ratings.c.level <= 2,
+                ratings.c.status != "in_progress",
+                ratings.c.submitted_at <= now - timedelta(hours=hours),
+                complaints.c.wants_callback.is_(True),
+                ratings.c.record_id.is_not(None),
+                ~called,
+            )
+            .limit(limit)
+        ).all()
+        for record_id in record_ids:
+            record = db.get_one(ServiceRecord, record_id)
+            if record.phone_hash and not is_opted_out(db.connection(), record.phone_hash):
+                _schedule(db, rt, record, "callback", now)
+    return len(record_ids)
 
 
 def due(rt: Runtime, now: datetime, limit: int) -> list[int]:
@@ -107,7 +207,10 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
     assert record.phone_enc, "a voice invitation without a phone is suppressed"
     phone = rt.privacy.decrypt(record.phone_enc)
     base = f"{rt.settings.public_url}/channels/voice"
-    query = urlencode({"record_no": record.record_no, "attempt": attempt_id})
+    query = urlencode(
+        {"record_no": record.record_no, "attempt": attempt_id}
+        | ({"purpose": "callback"} if attempt.purpose == "callback" else {})
+    )
     delivery = rt.caller.place_call(
         phone, answer_url=f"{base}?{query}", status_url=f"{base}/status?attempt={attempt_id}"
     )

@@ -103,24 +103,32 @@ def cmd_chat(args: argparse.Namespace) -> None:
     """Talk to the real engine through a channel's renderer, with no provider account."""
     from channels.sms import render_text
     from channels.telegram import render_terminal
+    from channels.voice import REPEAT_KEY
+    from channels.voice import render_terminal as voice_render
     from channels.wechat import render as wechat_render
     from dialogs import engine
-    from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed
+    from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed, Say
     from dialogs.survey import load_survey
-    from locales import normalize_locale
+    from locales import ids, normalize_locale
 
     settings = _settings()
     survey = load_survey(settings.survey_path)
     locale = normalize_locale(args.locale, settings.default_locale)
-    renderers = {"sms": render_text, "telegram": render_terminal, "wechat": wechat_render}
+    renderers = {
+        "sms": render_text,
+        "telegram": render_terminal,
+        "wechat": wechat_render,
+        "voice": voice_render,
+    }
     render = renderers[args.channel]
     session = None
-    if args.record_no:
+    if args.record_no or args.channel == "voice":  # a call: ratebot speaks first
         sprint = engine.start(
             survey, session_id=str(uuid4()), now=utcnow(), locale=locale, record_no=args.record_no
         )
         session = sprint.session
-        print(render(sprint.events, locale))
+        welcome = [Say(ids.VOICE_WELCOME)] if args.channel == "voice" else []
+        print(render([*welcome, *sprint.events], locale))
     print(f"(ratebot chat: {args.channel}, {locale}; type your replies, Ctrl-D to quit)")
     while True:
         try:
@@ -129,7 +137,12 @@ def cmd_chat(args: argparse.Namespace) -> None:
             print()
             return
         event = InboundEvent(channel=args.channel, sender="terminal", text=line, locale=locale)
-        sprint = engine.resume(survey, session, event, now=utcnow(), new_session_id=str(uuid4()))
+        if args.channel == "voice" and line.strip() == REPEAT_KEY and session is not None:
+            sprint = engine.ask(survey, session)
+        else:
+            sprint = engine.resume(
+                survey, session, event, now=utcnow(), new_session_id=str(uuid4())
+            )
         known = sprint.session or session
         session = sprint.session
         text = render(sprint.events, known.locale if known else locale)
@@ -143,6 +156,28 @@ def cmd_chat(args: argparse.Namespace) -> None:
                 print(f"  · rating {e.outcome} ({e.reason}): {answers}")
             elif isinstance(e, OptedOut | OptedIn):
                 print(f"  · {type(e).__name__}")
+
+
+def cmd_call(args: argparse.Namespace) -> None:
+    """Call a case's citizen now (inside calling hours) to rate it by phone — or, for a bad
+    review whose citizen asked for one, to follow it up (回访)."""
+    from bot import calls
+    from bot.runtime import Runtime
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    rt = Runtime.from_settings(settings)
+    try:
+        attempt_id = calls.call_case(rt, args.record_no, utcnow())
+        delivery = calls.place(rt, attempt_id)
+    except calls.CannotCall as exc:
+        sys.exit(f"ratebot: {exc}")
+    finally:
+        asyncio.run(rt.close())
+    if delivery is None:
+        print(f"outside calling hours ({settings.calling_hours}): the worker will place the call")
+    else:
+        print(f"call {delivery.status}" + (f": {delivery.error}" if delivery.error else ""))
 
 
 def cmd_simulate_sms(args: argparse.Namespace) -> None:
@@ -253,16 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="try the survey in the terminal")
     chat.add_argument(
         "--channel",
-        choices=["sms", "telegram", "wechat"],
+        choices=["sms", "telegram", "wechat", "voice"],
         default="sms",
         help=(
             "whose form to show: SMS text, Telegram's messages with [buttons] (type a value), "
-            "or WeChat's text reply"
+            "WeChat's text reply, or a phone call's prompts (type keys, * to repeat, or words)"
         ),
     )
     chat.add_argument("--locale")
     chat.add_argument("--record-no")
     chat.set_defaults(func=cmd_chat)
+
+    call = commands.add_parser("call", help="call a case's citizen to rate it (or a callback)")
+    call.add_argument("--record-no", required=True)
+    call.set_defaults(func=cmd_call)
 
     simulate = commands.add_parser(
         "simulate-sms", help="send a Twilio-signed SMS webhook to RATEBOT_PUBLIC_URL"

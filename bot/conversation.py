@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.optouts import opt_in, opt_out
-from bot.ratings import ratings, records, save_rating
+from bot.ratings import follow_up_due, ratings, records, save_rating
 from bot.runtime import Runtime
 from bot.vouchers import issue_voucher
 from dialogs import engine
@@ -119,18 +119,20 @@ class Conversations:
     async def open_case(
         self, event: InboundEvent, record_no: str, render: Render, *, source: str
     ) -> Reply:
-        """The citizen asked to rate case ``record_no`` (scanned its QR code, followed its link).
+        """The citizen asked to rate case ``record_no`` (scanned its QR code, followed its link),
+        or answered a follow-up call about it (``source`` callback: its second rating).
 
         An unknown case, or one rated already (一事一评: from any channel, even still in
         progress there), is answered so; the same case again asks the current question again;
         otherwise the rating of that case begins, closing a conversation about another case.
         """
+        evaluation_count = 2 if source == "callback" else 1
 
         async def step(before: Session | None, now: datetime) -> Sprint:
             case = await run_in_threadpool(_case, self.rt, record_no)
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
-            if case.rated:
+            if case.rated if evaluation_count == 1 else not case.follow_up_due:
                 return Sprint(before, [Say(engine.ALREADY_RATED)])
             if before is not None and before.step is not None:
                 if before.record_no == record_no:  # the same case: its current question again
@@ -145,7 +147,8 @@ class Conversations:
                 invitation_id=case.invitation_id,
             )
             assert sprint.session is not None
-            return Sprint(sprint.session.model_copy(update={"source": source}), sprint.events)
+            opened = {"source": source, "evaluation_count": evaluation_count}
+            return Sprint(sprint.session.model_copy(update=opened), sprint.events)
 
         return await self._turn(event, step, render)
 
@@ -304,6 +307,7 @@ class Case:
     locale: str
     invitation_id: int | None
     rated: bool  # a rating exists, finished or still in progress in some conversation
+    follow_up_due: bool  # a bad review waits for its callback's re-rating (回访)
 
 
 def _case(rt: Runtime, record_no: str) -> Case | None:
@@ -317,7 +321,13 @@ def _case(rt: Runtime, record_no: str) -> Case | None:
             sa.select(sa.func.max(invitations.c.id)).where(invitations.c.record_id == record.id)
         ).scalar()
         rated = db.execute(sa.select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
-    return Case(locale=record.locale, invitation_id=invitation_id, rated=rated is not None)
+        follow_up = follow_up_due(db, record.id)
+    return Case(
+        locale=record.locale,
+        invitation_id=invitation_id,
+        rated=rated is not None,
+        follow_up_due=follow_up,
+    )
 
 
 def latest_unrated_case(rt: Runtime, contact_column: str, contact_hash: str) -> str | None:

@@ -36,8 +36,8 @@ UPSERT_RATING = sa.text(
                          status, unsolicited, created_at, submitted_at, updated_at, expires_at)
     VALUES (:conversation_id, :conversation_key,
             (SELECT id FROM service_records WHERE record_no = :record_no),
-            :invitation_id, 1, :channel, :provider, :citizen_hash, :locale, :level, :comment,
-            :status, :unsolicited, :now, :submitted_at, :now, :expires_at)
+            :invitation_id, :evaluation_count, :channel, :provider, :citizen_hash, :locale,
+            :level, :comment, :status, :unsolicited, :now, :submitted_at, :now, :expires_at)
     ON CONFLICT (conversation_id) DO UPDATE SET
         level = excluded.level, comment = excluded.comment, status = excluded.status,
         submitted_at = excluded.submitted_at, updated_at = excluded.updated_at,
@@ -109,6 +109,7 @@ def save_rating(
             "conversation_key": conversation_key,
             "record_no": session.record_no,
             "invitation_id": session.invitation_id,
+            "evaluation_count": session.evaluation_count,
             "channel": channel,
             "provider": provider,
             "citizen_hash": citizen_hash,
@@ -147,6 +148,27 @@ def save_rating(
             UPSERT_RECORDING,
             [{"rating_id": rating_id, "field": f, "url": url} for f, url in spoken.items()],
         )
+
+
+def follow_up_due(conn: sa.Connection, record_id: int) -> bool:
+    """Whether the case's rating is a bad review whose citizen asked for a callback (回访) that
+    has not yet been re-rated: then a follow-up call may ask for the case's second rating."""
+    second = sa.select(ratings.c.id).where(
+        ratings.c.record_id == record_id, ratings.c.evaluation_count == 2
+    )
+    wanted = conn.execute(
+        sa.select(ratings.c.id)
+        .join(complaints, complaints.c.rating_id == ratings.c.id)
+        .where(
+            ratings.c.record_id == record_id,
+            ratings.c.evaluation_count == 1,
+            ratings.c.level <= 2,
+            ratings.c.status != "in_progress",
+            complaints.c.wants_callback.is_(True),
+            ~second.exists(),
+        )
+    ).first()
+    return wanted is not None
 
 
 def save_transcription(conn: sa.Connection, recording_url: str, text: str) -> bool:

@@ -112,7 +112,14 @@ async def call_started(request: Request) -> Response:
     record_no = request.query_params.get("record_no")
     try:
         if record_no:
-            source = "invitation" if attempt is not None else "transfer"
+            purpose = request.query_params.get("purpose")
+            source = (
+                "transfer"
+                if attempt is None
+                else "callback"
+                if purpose == "callback"
+                else "invitation"
+            )
             reply = await conversations.open_case(event, record_no, render, source=source)
         elif (pending := await run_in_threadpool(pending_case, rt, contact_hash)) is not None:
             reply = await conversations.open_case(event, pending, render, source="invitation")

@@ -40,6 +40,7 @@ async def run_due(rt: Runtime) -> int:
         await send_reminder(rt, invitation_id)
     for rating_id, key, conversation_id in expiring:
         await expire_conversation(rt, rating_id, key, conversation_id)
+    await run_in_threadpool(calls.schedule_callbacks, rt, now, BATCH)
     dialing = await run_in_threadpool(calls.due, rt, now, BATCH)
     for attempt_id in dialing:
         await run_in_threadpool(calls.place, rt, attempt_id)

@@ -46,6 +46,7 @@ def qr_svg(data: str, *, title: str) -> str:
         svgns=True,
         title=title,
         svgclass="qr",
+        omitsize=True,  # a viewBox, so the page can size it
         nl=False,
     )
     return buffer.getvalue().decode()

@@ -125,6 +125,8 @@ def resume(
             return _opening(survey, new_session_id, now, locale)
         fresh = _new_session(
             survey, new_session_id, now, locale, session.record_no, session.invitation_id
+        ).model_copy(
+            update={"source": session.source, "evaluation_count": session.evaluation_count}
         )
         # "discarded": the citizen withdrew these answers; the new ones will be the rating.
         return Sprint(fresh, [RatingClosed("discarded", "restarted"), _prompt(survey, fresh)])

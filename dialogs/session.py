@@ -37,5 +37,8 @@ class Session(BaseModel):
     expires_at: datetime
     outcome: str | None = None  # set once closed: complete | incomplete | discarded
     # How the conversation began, set by the application (the engine does not read it):
-    # invitation, qr_code (a scanned case code), link (a deep link), or None (unsolicited).
+    # invitation, qr_code (a scanned case code), link (a deep link), transfer (a hotline call
+    # put through), callback (a follow-up call, 回访), or None (unsolicited).
     source: str | None = None
+    # 1: the case's rating; 2: the re-rating after a bad review was followed up (回访).
+    evaluation_count: int = 1

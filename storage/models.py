@@ -202,7 +202,8 @@ class RatingRecording(SQLModel, table=True):
 
 
 class CallAttempt(SQLModel, table=True):
-    """One outbound call placed (or to be placed) to invite a citizen to rate by phone.
+    """One outbound call placed (or to be placed): ``purpose`` invitation (rate the case by
+    phone) or callback (回访: follow up a bad review and ask for the case's second rating).
 
     ``status``: scheduled → calling (claimed by a worker) → Twilio's call statuses (queued,
     ringing, in-progress, completed, busy, no-answer, failed, canceled), or ``machine`` when an
@@ -215,6 +216,7 @@ class CallAttempt(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     invitation_id: int = Field(foreign_key="invitations.id", index=True)
+    purpose: str = Field(default="invitation", max_length=16)
     attempt: int = 1
     status: str = Field(max_length=16)
     call_sid: str | None = Field(default=None, max_length=64, unique=True)

@@ -25,8 +25,9 @@ from sqlmodel import SQLModel, select
 
 from bot.app import create_app
 from bot.cli import main
-from storage.models import ApiKey
+from storage.models import ApiKey, utcnow
 from tests.bot.conftest import PUBLIC_URL, make_settings
+from tests.fakes.twilio_api import FakeTwilio
 
 RATEBOT = shutil.which("ratebot", path=str(Path(sys.executable).parent)) or "ratebot"
 TABLES = {t.name for t in SQLModel.metadata.sorted_tables}
@@ -215,3 +216,71 @@ def test_bad_configuration_message_does_not_echo_secrets(
     for secret in ("too-short-but-secret", "twilio-token-0123456789"):
         pieces = {secret[i : i + 8] for i in range(len(secret) - 7)}  # a truncated echo leaks too
         assert not any(piece in message for piece in pieces), message
+
+
+def test_chat_as_a_phone_call_speaks_first_and_takes_keys(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = chat(monkeypatch, capsys, "5\n*\n4\n", "--channel", "voice", "--locale", "zh_Hans_CN")
+    first = out.splitlines()[:3]
+    assert first[0] == "🔊 您好，这里是政务服务“好差评”评价热线。"
+    assert "总体评价" in first[1] and "非常满意请按5" in first[2]
+    assert out.count("服务态度") == 2  # asked, then repeated by *
+    assert "· level = 5" in out and "· dimensions.attitude = 4" in out
+
+
+# --- call ------------------------------------------------------------------------------------
+
+
+def test_call_places_a_call_about_a_case(
+    cli_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_twilio: FakeTwilio,
+) -> None:
+    import asyncio
+
+    from bot.api import create_api_key
+    from storage.db import upgrade
+    from tests.samples import PHONE, service_record
+
+    twilio = {
+        "twilio_account_sid": fake_twilio.account_sid,
+        "twilio_auth_token": fake_twilio.auth_token,
+        "twilio_from": "+8653112345",
+        "twilio_api_url": fake_twilio.url,  # type: ignore[attr-defined]
+        "calling_hours": "",
+        "secret_key": "test-secret-key-0123456789abcdef0123456789",  # make_settings' own
+    }
+    for name, value in twilio.items():
+        monkeypatch.setenv(f"RATEBOT_{name.upper()}", value)
+    monkeypatch.setenv("RATEBOT_PUBLIC_URL", PUBLIC_URL)
+    upgrade(cli_env)
+
+    async def report() -> None:
+        app = create_app(make_settings(cli_env, **twilio))
+        async with app.router.lifespan_context(app):
+            with DbSession(app.state.runtime.db) as db:
+                key = create_api_key(db, role="platform", name="t", now=utcnow())
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+                response = await client.post(
+                    "/api/v1/service-records",
+                    json=service_record("R-CALL"),
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+        assert response.status_code == 201, response.text
+
+    asyncio.run(report())
+    fake_twilio.requests.clear()  # the SMS invitation
+
+    main(["call", "--record-no", "R-CALL"])
+    assert capsys.readouterr().out.strip() == "call queued"
+    [placed] = fake_twilio.calls
+    assert placed["To"] == PHONE and "record_no=R-CALL" in placed["Url"]
+    with pytest.raises(SystemExit) as refused:
+        main(["call", "--record-no", "R-CALL"])
+    assert "already under way" in str(refused.value)
+    with pytest.raises(SystemExit) as unknown:
+        main(["call", "--record-no", "NO-SUCH"])
+    assert "no service record 'NO-SUCH'" in str(unknown.value)

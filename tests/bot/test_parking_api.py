@@ -376,9 +376,7 @@ async def test_a_key_guessing_codes_is_slowed_down_and_logged(
     with caplog.at_level(logging.WARNING, logger="ratebot.parking"):
         for code in guesses:
             started = time.monotonic()
-            response = await harness.client.get(
-                f"/api/v1/parking/vouchers/{code}", headers=guesser
-            )
+            response = await harness.client.get(f"/api/v1/parking/vouchers/{code}", headers=guesser)
             elapsed.append(time.monotonic() - started)
             assert response.status_code == 404
     # five misses are free; then 0.25 s, 0.5 s…, one request at a time
@@ -396,9 +394,7 @@ async def test_a_key_guessing_codes_is_slowed_down_and_logged(
 
 async def test_the_report_counts_per_hall_and_local_day(harness: Harness) -> None:
     await put_hall(harness, valid_hours=48)
-    codes = [
-        await earn_voucher(harness, f"R-{i}", phone=f"+861380000000{i}") for i in range(1, 4)
-    ]
+    codes = [await earn_voucher(harness, f"R-{i}", phone=f"+861380000000{i}") for i in range(1, 4)]
     key = parking_key(harness)
     await harness.client.post(
         f"/api/v1/parking/vouchers/{codes[0]}/redeem", json=exit_body(), headers=key
@@ -444,7 +440,5 @@ async def test_bad_report_requests_are_refused(
 
 
 async def test_only_admins_read_the_report(harness: Harness) -> None:
-    response = await harness.client.get(
-        "/api/v1/reports/vouchers", headers=parking_key(harness)
-    )
+    response = await harness.client.get("/api/v1/reports/vouchers", headers=parking_key(harness))
     assert response.status_code == 403

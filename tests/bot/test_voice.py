@@ -552,3 +552,54 @@ async def test_a_status_for_another_call_is_ignored(
     await stranger.hang_up("busy", "?attempt=not-a-number")
     [unchanged] = attempts(dialer)
     assert unchanged.status == "queued" and unchanged.ended_at is None
+
+
+async def test_a_bad_review_that_asked_for_a_callback_is_called_and_re_rated(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    await dialer.report()  # invited by SMS
+    for answer in "1", "2", "2", "1", "3", "窗口让我跑了三次", "1":  # 1 = yes, call me back
+        await dialer.reply_text(answer)
+    first = await rating_of(dialer)
+    assert first is not None and first["complaint"]["wants_callback"] is True
+    await worker.run_due(dialer.rt)
+    assert fake_twilio.calls == []  # RATEBOT_CALLBACK_AFTER_HOURS (72) have not passed
+
+    dialer.clock.advance(hours=72)
+    await worker.run_due(dialer.rt)
+    await worker.run_due(dialer.rt)  # scheduled once, placed once
+    [placed] = fake_twilio.calls
+    assert "purpose=callback" in placed["Url"] and f"record_no={RECORD}" in placed["Url"]
+    call = Call(dialer, outbound=True)
+    call.sid = attempts(dialer)[0].call_sid
+    await call.follow(placed["Url"], AnsweredBy="human")
+    for key in "4", "4", "4", "4":
+        await call.press(key)
+    await call.record_nothing()
+    with DbSession(dialer.rt.db) as db:
+        both = db.exec(select(Rating).order_by(col(Rating.evaluation_count))).all()
+    assert [(r.evaluation_count, r.level, r.channel) for r in both] == [
+        (1, 1, "sms"),
+        (2, 4, "phone"),
+    ]
+    dialer.clock.advance(hours=100)
+    await worker.run_due(dialer.rt)
+    assert len(fake_twilio.calls) == 1  # one callback per case
+    # Re-rated: another follow-up call is told so and ends.
+    again = await Call(dialer, outbound=True).start(
+        f"?record_no={RECORD}&attempt={attempts(dialer)[0].id}&purpose=callback"
+    )
+    assert ended(again) and "已完成" in spoken(again)
+
+
+async def test_a_good_review_gets_no_callback(dialer: Harness, fake_twilio: FakeTwilio) -> None:
+    await dialer.report()
+    for answer in "5", "5", "5", "5", "0":
+        await dialer.reply_text(answer)
+    dialer.clock.advance(hours=100)
+    await worker.run_due(dialer.rt)
+    assert fake_twilio.calls == []
+    told = await Call(dialer, outbound=True).start(
+        f"?record_no={RECORD}&attempt=1&purpose=callback"
+    )
+    assert ended(told) and "已完成" in spoken(told)

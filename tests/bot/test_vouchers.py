@@ -317,5 +317,9 @@ def _rating(conn: sa.Connection, record_id: int, conversation_id: str, **values:
             " VALUES (:cid, 'sms:x', :record_id, :count, 'sms', 'twilio', 'h', 'zh_Hans_CN', 3,"
             " 'complete', false)"
         ),
-        {"cid": conversation_id, "record_id": record_id, "count": values.get("evaluation_count", 1)},
+        {
+            "cid": conversation_id,
+            "record_id": record_id,
+            "count": values.get("evaluation_count", 1),
+        },
     )

@@ -2,11 +2,12 @@
 tests (point ``RATEBOT_TELEGRAM_API_URL`` at it).
 
 It serves ``/bot<token>/<method>`` in a thread of its own (an aiohttp app on its own event loop),
-records every call with its parameters (JSON, form or multipart bodies, as aiogram sends them)
-and answers as Telegram does: ``{"ok": true, "result": ...}`` — a plausible ``Message`` for
-``sendMessage``, ``true`` for ``answerCallbackQuery``, ``editMessageReplyMarkup`` and
-``setWebhook``, the bot's ``User`` for ``getMe`` — or Telegram's error body for an unknown method,
-a wrong token, or a method listed in ``fail``.
+records every call with its parameters (JSON, form or multipart bodies, as aiogram sends them; an
+uploaded file as its bytes) and answers as Telegram does: ``{"ok": true, "result": ...}`` — a
+plausible ``Message`` for ``sendMessage`` and ``sendPhoto``, ``true`` for
+``answerCallbackQuery``, ``editMessageReplyMarkup`` and ``setWebhook``, the bot's ``User`` for
+``getMe`` — or Telegram's error body for an unknown method, a wrong token, or a method listed in
+``fail``.
 """
 
 from __future__ import annotations
@@ -89,14 +90,18 @@ class FakeTelegram:
         return web.json_response({"ok": True, "result": call.result})
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
-        if method == "sendMessage":
+        if method in {"sendMessage", "sendPhoto"}:
             message: dict[str, Any] = {
                 "message_id": next(self._ids),
                 "date": int(time.time()),
                 "chat": {"id": int(params["chat_id"]), "type": "private"},
                 "from": {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "rb"},
-                "text": params.get("text", ""),
             }
+            if method == "sendPhoto":
+                size = {"file_id": "PHOTO", "file_unique_id": "P", "width": 1, "height": 1}
+                message |= {"photo": [size], "caption": params.get("caption", "")}
+            else:
+                message["text"] = params.get("text", "")
             if params.get("reply_markup"):
                 message["reply_markup"] = params["reply_markup"]
             return message
@@ -146,8 +151,10 @@ async def _params(request: web.Request) -> dict[str, Any]:
     form = await request.post()  # urlencoded or multipart, as aiogram's aiohttp session sends
     params: dict[str, Any] = {}
     for key, value in form.items():
-        text = value if isinstance(value, str) else value.file.read().decode()
-        params[key] = _maybe_json(text) if key in {"reply_markup", "allowed_updates"} else text
+        if not isinstance(value, str):  # an uploaded file
+            params[key] = value.file.read()
+            continue
+        params[key] = _maybe_json(value) if key in {"reply_markup", "allowed_updates"} else value
     return params
 
 

@@ -2,9 +2,10 @@
 ``requests`` session) runs in tests (point ``RATEBOT_WECHAT_API_URL`` at it).
 
 It serves, under ``/cgi-bin/``: ``token`` (an access token for the right AppID and AppSecret),
-``message/custom/send``, ``message/template/send``, ``qrcode/create`` and ``showqrcode`` (a tiny
-PNG), checks the access token of every other call, records every request, and answers as WeChat
-does: JSON with ``errcode``/``errmsg`` (0 for success). ``fail[path] = (errcode, errmsg)`` makes a
+``message/custom/send``, ``message/template/send``, ``media/upload`` (a temporary image: the
+multipart body is kept in ``raw``), ``qrcode/create`` and ``showqrcode`` (a tiny PNG), checks the
+access token of every other call, records every request, and answers as WeChat does: JSON with
+``errcode``/``errmsg`` (0 for success). ``fail[path] = (errcode, errmsg)`` makes a
 path fail, e.g. ``fail["message/custom/send"] = (45015, "response out of time limit or
 subscription is canceled")``.
 """
@@ -34,6 +35,7 @@ class Call:
     path: str  # after /cgi-bin/, e.g. "message/custom/send"
     query: dict[str, str]
     body: Any  # decoded JSON, or None
+    raw: bytes = b""  # the body as sent (an upload's multipart form)
 
 
 @dataclass
@@ -54,9 +56,11 @@ class FakeWeChat:
     def custom(self) -> list[Call]:
         return self.of("message/custom/send")
 
-    def _answer(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
+    def _answer(
+        self, method: str, path: str, query: dict[str, str], body: Any, raw: bytes = b""
+    ) -> Any:
         with self._lock:
-            self.calls.append(Call(method, path, query, body))
+            self.calls.append(Call(method, path, query, body, raw))
         if path in self.fail:
             code, message = self.fail[path]
             return {"errcode": code, "errmsg": message}
@@ -73,6 +77,10 @@ class FakeWeChat:
             return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"}
         if path == "message/custom/send":
             return {"errcode": 0, "errmsg": "ok"}
+        if path == "media/upload":
+            if query.get("type") != "image" or b"\x89PNG" not in raw:
+                return {"errcode": 40004, "errmsg": "invalid media type"}
+            return {"type": "image", "media_id": f"MEDIA-{next(self._ids)}", "created_at": 1}
         if path == "message/template/send":
             return {"errcode": 0, "errmsg": "ok", "msgid": next(self._ids)}
         if path == "qrcode/create":
@@ -101,7 +109,7 @@ class FakeWeChat:
                 if not parts.path.startswith("/cgi-bin/"):
                     self.send_error(404)
                     return
-                answer = fake._answer(method, parts.path[len("/cgi-bin/") :], query, body)
+                answer = fake._answer(method, parts.path[len("/cgi-bin/") :], query, body, raw)
                 if isinstance(answer, bytes):
                     payload, kind = answer, "image/jpg"
                 else:

@@ -32,13 +32,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["rating_id"], ["ratings.id"]),
         sa.PrimaryKeyConstraint("rating_id", "field"),
     )
-    op.create_index(
-        op.f("ix_rating_recordings_url"), "rating_recordings", ["url"], unique=False
-    )
+    op.create_index(op.f("ix_rating_recordings_url"), "rating_recordings", ["url"], unique=False)
     op.create_table(
         "call_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("invitation_id", sa.Integer(), nullable=False),
+        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("call_sid", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
