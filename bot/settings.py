@@ -130,6 +130,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("voice_voices")
+    @classmethod
+    def _voices_of_shipped_locales(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LOCALES))
+        if unknown:
+            raise ValueError(f"unknown locale(s) {', '.join(unknown)}; use {', '.join(LOCALES)}")
+        return value
+
     @field_validator("voice_audio_dir")
     @classmethod
     def _audio_dir_exists(cls, value: Path | None) -> Path | None:

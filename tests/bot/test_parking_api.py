@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 
 from bot import worker
 from bot.app import create_app
+from bot.cli import main
 from bot.vouchers import check_symbol, new_code, vouchers
 from tests.bot.conftest import Harness, make_settings
 from tests.bot.parking_support import (
@@ -131,6 +133,32 @@ async def test_a_bad_halls_file_stops_the_start(backend: dict[str, Any], tmp_pat
     with pytest.raises(ValueError, match="RATEBOT_HALLS_FILE"):
         async with app.router.lifespan_context(app):
             pass
+
+
+# --- parking keys ---------------------------------------------------------------------------
+
+
+def test_the_cli_creates_parking_keys_for_their_halls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("RATEBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("RATEBOT_DATABASE_URL", url)
+    argv = ["apikey", "create", "--role", "parking", "--name", "gate", "--hall", "YT-001"]
+    main([*argv, "--hall", "YT-002"])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("rbk_")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        halls = conn.execute(sa.text("SELECT hall_code FROM api_key_halls ORDER BY 1")).all()
+    engine.dispose()
+    assert [h[0] for h in halls] == ["YT-001", "YT-002"]
+    with pytest.raises(SystemExit, match="needs --hall"):
+        main(["apikey", "create", "--role", "parking"])
+    with pytest.raises(SystemExit, match="needs --hall"):
+        main(["apikey", "create", "--role", "platform", "--hall", "YT-001"])
 
 
 # --- checking a voucher ---------------------------------------------------------------------
