@@ -66,7 +66,7 @@ def seed(database_url: str, count: int, privacy: Privacy, tag: str) -> list[str]
         record_ids = conn.execute(
             sa.text(
                 "INSERT INTO service_records (record_no, item_code, item_name, department,"
-                ' district, hall, "window", locale) SELECT :tag || n, \'I\', \'N\', \'D\','
+                " district, hall, \"window\", locale) SELECT :tag || n, 'I', 'N', 'D',"
                 " '370602', :hall, 'A1', 'zh_Hans_CN' FROM generate_series(1, :count) AS n"
                 " RETURNING id"
             ),

@@ -1,32 +1,39 @@
 """Load test of the conversation webhooks: complete signed conversations against ``ratebot serve``
-over SMS (Twilio) and/or WeChat (safe mode), then the SMS traffic against a bare FastAPI endpoint
-(``bench/bare_app.py``), in one run.
+over SMS (Twilio), WeChat (safe mode) and/or phone calls (Twilio Voice), then the SMS traffic
+against a bare FastAPI endpoint (``bench/bare_app.py``), in one run.
 
 What it does, in order:
 
 1. creates a fresh PostgreSQL database (or uses ``--database-url``), runs ``ratebot db upgrade``,
    flushes the Redis database of ``--redis-url`` (default db 14: it is FLUSHED);
 2. starts ``ratebot serve --workers 1`` as a subprocess and waits for ``/healthz``;
-3. for each ``--channel`` (``sms``, ``wechat``; default sms) and each ``--concurrency`` level:
-   N citizens at once, each replaying whole conversations (a new phone number / openid per
+3. for each ``--channel`` (``sms``, ``wechat``, ``voice``; default sms) and each ``--concurrency``
+   level: N citizens at once, each replaying whole conversations (a new phone number / openid per
    conversation; each turn waits for the previous reply), a warm-up, then ``--duration`` seconds
    measured; at the end no new conversation starts and the ones under way finish (those drain
-   turns are not measured);
+   turns are not measured). A phone conversation is one call (a new CallSid and number): the
+   call's first request, the keys 5 4 5 5 one ``<Gather>`` each, the comment skipped (no
+   recording: Twilio follows the ``<Redirect>``), then the status callback — 7 requests, each
+   counted as a turn; every TwiML is parsed and must ask the next question;
 4. stops the server and checks in SQL, per channel, that every finished conversation left exactly
    one complete rating (with its dimensions, comment or complaint, and the channel's 评价渠道 and
    provider) — nothing lost, nothing doubled;
-5. for SMS, unless ``--skip-bare``: starts the bare endpoint the same way and replays the same
-   traffic (WeChat has no bare comparison: its target is WeChat's 5-second answer budget);
+5. for SMS or voice, unless ``--skip-bare``: starts the bare endpoint the same way and replays the
+   SMS traffic (the floor of any Python form webhook, voice's too; WeChat has no bare
+   comparison: its target is WeChat's 5-second answer budget);
 6. prints turns/s, p50/p99/max latency, errors, CPU use, the ours/bare ratios and PASS/FAIL
    against the targets (SMS: ours >= 60 % of the bare throughput, p99 < 50 ms; WeChat: p99 <
-   ``--wechat-p99-ms`` (500) at every level, far inside the 5 s; no errors; nothing lost).
+   ``--wechat-p99-ms`` (500) at every level, far inside the 5 s; voice: no latency target; no
+   errors; nothing lost).
 
 The conversations are *unsolicited* (no invitation: the first message "5" or "1 2 2 1" opens a
+rating; a call with no pending invitation hears the first question, and its first key opens the
 rating), which takes the same webhook → engine → Redis → PostgreSQL path as an invited one,
-minus the service-record lookup.
+minus the service-record lookup (a call still looks its number's invitation up, and finds none).
 
     .venv/bin/python -m bench.webhook --concurrency 10,50 --duration 20
     .venv/bin/python -m bench.webhook --channel sms,wechat --concurrency 2,10,50 --duration 15
+    .venv/bin/python -m bench.webhook --channel voice,sms --concurrency 2,10,50 --duration 15
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +94,28 @@ TARGET_P99_MS = 50.0
 # message. On loopback the network, TLS, WeChat's own hop and a busier production database are
 # all missing, so the measured p99 must leave most of the budget to them: 500 ms = 10 % of it.
 TARGET_WECHAT_P99_MS = 500.0
-CHANNELS = ("sms", "wechat")
+CHANNELS = ("sms", "wechat", "voice")
+
+# Phone calls (Twilio Voice), driven as tests/bot/test_voice.py's ``Call`` drives them.
+VOICE_PATH = "/channels/voice"
+VOICE_LINE = "+8653112345"  # the rating line the citizens call
+VOICE_ACCOUNT = "AC" + "be" * 16  # AccountSid
+CALL, SKIP, HANG_UP = "call", "skip", "hangup"
+# One call: Twilio's first request, the keys of the 5-level path (overall, attitude, efficiency,
+# convenience: one <Gather> each), the comment skipped (nothing recorded: Twilio follows the
+# <Record>'s <Redirect>), then the status callback once the caller hung up. Each is a turn.
+VOICE_SCRIPT = (CALL, "5", "4", "5", "5", SKIP, HANG_UP)
+# The turns that go to PostgreSQL: the call's lookup of a pending invitation (a read), the first
+# key (opens the rating) and the skipped comment (completes it). The others only touch Redis.
+VOICE_DB_TURNS = (0, 1, 5)
+# What the TwiML after each of the first five requests must ask (the last one is a <Record>).
+VOICE_ASKS = (
+    "survey.overall.prompt",
+    "survey.attitude.prompt",
+    "survey.efficiency.prompt",
+    "survey.convenience.prompt",
+    "survey.comment.prompt",
+)
 
 
 # --- the load -------------------------------------------------------------------------------------
@@ -146,7 +175,8 @@ class PhoneBook:
     """A fresh mainland mobile number for every conversation: a number that already rated would
     only hear "already rated"."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "+86139") -> None:
+        self._prefix = prefix  # callers get their own (+86138): no number is in two channels
         self._tag = random.randrange(100)
         self._next = itertools.count()
 
@@ -154,7 +184,7 @@ class PhoneBook:
         n = next(self._next)
         if n >= 1_000_000:
             raise RuntimeError("more than a million conversations in one run")
-        return f"+86139{self._tag:02d}{n:06d}"
+        return f"{self._prefix}{self._tag:02d}{n:06d}"
 
 
 class OpenIdBook:
@@ -176,6 +206,7 @@ class SmsTraffic:
     channel = "sms"
     path = PATH
     national_channel, provider = "sms", "twilio"  # what the rating row must say
+    good_comment: str | None = GOOD_COMMENT  # what a good rating's comment must be
 
     def __init__(self, contacts: PhoneBook) -> None:
         self.contacts = contacts
@@ -210,6 +241,7 @@ class WeChatTraffic:
     channel = "wechat"
     path = WECHAT_PATH
     national_channel, provider = "mobile", "wechat"
+    good_comment: str | None = GOOD_COMMENT
 
     def __init__(self, contacts: OpenIdBook, *, safe: bool = True) -> None:
         self.contacts = contacts
@@ -280,7 +312,99 @@ class WeChatTraffic:
         return str(fields.get("Content") or "")
 
 
-Traffic = SmsTraffic | WeChatTraffic
+class VoiceTraffic:
+    """Twilio Voice's side of a phone call: ``POST /channels/voice`` when it starts, then each
+    answer to the URL the TwiML before it gave, and ``POST /channels/voice/status`` when it ends;
+    every form signed with ``X-Twilio-Signature`` over that exact URL (query included)."""
+
+    channel = "voice"
+    path = VOICE_PATH
+    national_channel, provider = "phone", "twilio"
+    good_comment: str | None = None  # skipped
+
+    def __init__(self, contacts: PhoneBook, asks: list[str]) -> None:
+        self.contacts = contacts
+        self.asks = asks  # the texts of VOICE_ASKS, in the server's default locale
+        self._validator = RequestValidator(AUTH_TOKEN)
+        self._sids = itertools.count()
+
+    def call(self, base_url: str, phone: str) -> VoiceCall:
+        return VoiceCall(self, base_url, phone, f"CA{os.getpid():08d}{next(self._sids):024d}")
+
+    def sign(self, url: str, form: dict[str, str]) -> str:
+        return str(self._validator.compute_signature(url, form))
+
+
+class VoiceCall:
+    """One call of :data:`VOICE_SCRIPT`: each request goes where the TwiML before it said, and
+    each TwiML is checked to be the next question (a wrong one ends the call: there is no URL to
+    go on to)."""
+
+    def __init__(self, traffic: VoiceTraffic, base_url: str, phone: str, sid: str) -> None:
+        self.traffic, self.base_url, self.phone, self.sid = traffic, base_url, phone, sid
+        self.next_url: str | None = base_url + VOICE_PATH  # RATEBOT_PUBLIC_URL is base_url
+
+    def request(self, step: str) -> tuple[str, dict[str, Any], int]:
+        """(path, aiohttp arguments, expected status) of ``step``."""
+        fields: dict[str, str] = {}
+        if step == HANG_UP:
+            url: str | None = self.base_url + VOICE_PATH + "/status"
+            fields = {"CallStatus": "completed", "CallDuration": "40"}
+        else:
+            url = self.next_url
+            if step not in (CALL, SKIP):
+                fields = {"Digits": step}
+        if url is None or not url.startswith(self.base_url):
+            raise ValueError(f"nowhere to post {step!r} to: {url!r}")
+        form = {
+            "CallSid": self.sid,
+            "AccountSid": VOICE_ACCOUNT,
+            "From": self.phone,
+            "To": VOICE_LINE,
+            "Direction": "inbound",
+            "CallStatus": "in-progress",
+            **fields,
+        }
+        headers = {"X-Twilio-Signature": self.traffic.sign(url, form)}
+        expected = 204 if step == HANG_UP else 200
+        return url[len(self.base_url) :], {"data": form, "headers": headers}, expected
+
+    def follow(self, i: int, body: str, thanks: str, busy: str) -> str | None:
+        """Check the answer to ``VOICE_SCRIPT[i]`` and take the next URL from it; what is wrong
+        with it, if anything."""
+        self.next_url = None
+        if VOICE_SCRIPT[i] == HANG_UP:
+            return None if not body else f"status callback answered {body[:200]!r}"
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError as exc:
+            return f"unreadable TwiML ({exc}): {body[:200]!r}"
+        spoken = " ".join(say.text or "" for say in root.iter("Say"))
+        action = f"{self.base_url}{VOICE_PATH}/answer?turn={i + 1}"
+        gather, record, redirect = root.find("Gather"), root.find("Record"), root.find("Redirect")
+        if root.tag != "Response":
+            return f"not TwiML: {body[:200]!r}"
+        if i == len(VOICE_ASKS):  # the comment was skipped: thanks, and the call ends
+            if root.find("Hangup") is None or gather is not None or record is not None:
+                return f"turn {i}: expected the call to end: {body[:300]!r}"
+            return None if thanks in spoken else f"final TwiML without thanks: {spoken[:200]!r}"
+        if busy in spoken or thanks in spoken or self.traffic.asks[i] not in spoken:
+            return f"turn {i}: not the question {VOICE_ASKS[i]}: {spoken[:200]!r}"
+        if i < len(VOICE_ASKS) - 1:  # a question answered by one key
+            if gather is None or gather.get("action") != action or gather.get("numDigits") != "1":
+                return f"turn {i}: expected <Gather action={action!r}>: {body[:300]!r}"
+            self.next_url = action
+        else:  # the comment: recorded; nothing said goes on to the redirect, which skips it
+            skip = action + "&nothing=skip"
+            if record is None or record.get("action") != action or gather is not None:
+                return f"turn {i}: expected <Record action={action!r}>: {body[:300]!r}"
+            if redirect is None or redirect.text != skip:
+                return f"turn {i}: expected <Redirect>{skip}</Redirect>: {body[:300]!r}"
+            self.next_url = skip
+        return None
+
+
+Traffic = SmsTraffic | WeChatTraffic | VoiceTraffic
 
 
 def cpu_seconds(pid: int) -> float:
@@ -327,45 +451,88 @@ async def run_phase(
             return False
         return max_conversations is None or phase.started < max_conversations
 
+    async def send(
+        session: aiohttp.ClientSession,
+        path: str,
+        request: dict[str, Any],
+        *,
+        expected: int = 200,
+        database: bool,
+    ) -> str | None:
+        """One turn: its reply's body, or None after an error (counted)."""
+        sent = time.perf_counter()
+        try:
+            async with session.post(path, **request) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, text = -1, f"{type(exc).__name__}: {exc}"
+        done = time.perf_counter()
+        phase.turns_total += 1
+        if status != expected:
+            phase.errors += 1
+            if len(phase.error_samples) < 5:
+                phase.error_samples.append(f"{status} {text[:200]!r}")
+            return None
+        if window_start <= sent and done <= (window_end[0] if window_end else deadline):
+            phase.latencies.append(done - sent)
+            if database:
+                phase.db_latencies.append(done - sent)
+            else:
+                phase.redis_latencies.append(done - sent)
+        return text
+
+    def wrong(problem: str | None) -> None:
+        if problem is not None:
+            phase.wrong_replies += 1
+            if len(phase.error_samples) < 5:
+                phase.error_samples.append(problem)
+
+    async def converse(
+        session: aiohttp.ClientSession,
+        traffic: SmsTraffic | WeChatTraffic,
+        contact: str,
+        script: tuple[str, ...],
+    ) -> bool:
+        """One SMS or WeChat conversation; False when an error stopped it."""
+        for i, body in enumerate(script):
+            request = traffic.request(base_url, contact, body)
+            last = i == len(script) - 1
+            text = await send(session, traffic.path, request, database=i == 0 or last)
+            if text is None:
+                return False
+            if thanks is not None:
+                wrong(check_reply(traffic, contact, text, last, thanks, busy))
+        return True
+
+    async def make_call(session: aiohttp.ClientSession, call: VoiceCall) -> bool:
+        """One phone call; False when an error or a wrong TwiML stopped it."""
+        assert thanks is not None  # no bare endpoint for calls
+        for i, step in enumerate(VOICE_SCRIPT):
+            path, request, expected = call.request(step)
+            text = await send(
+                session, path, request, expected=expected, database=i in VOICE_DB_TURNS
+            )
+            if text is None:
+                return False
+            problem = call.follow(i, text, thanks, busy)
+            if problem is not None:
+                wrong(problem)
+                return False
+        return True
+
     async def citizen(session: aiohttp.ClientSession) -> None:
         while keep_going():
             n = next(conversation_no)
-            bad = n % BAD_EVERY == BAD_EVERY - 1
-            script = BAD if bad else GOOD
             contact = traffic.contacts.new()
             phase.started += 1
             phase.contacts.append(contact)
-            ok = True
-            for i, body in enumerate(script):
-                request = traffic.request(base_url, contact, body)
-                sent = time.perf_counter()
-                try:
-                    async with session.post(traffic.path, **request) as response:
-                        text = await response.text()
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    status, text = -1, f"{type(exc).__name__}: {exc}"
-                done = time.perf_counter()
-                phase.turns_total += 1
-                if status != 200:
-                    phase.errors += 1
-                    if len(phase.error_samples) < 5:
-                        phase.error_samples.append(f"{status} {text[:200]!r}")
-                    ok = False
-                    break
-                if window_start <= sent and done <= (window_end[0] if window_end else deadline):
-                    phase.latencies.append(done - sent)
-                    if i in (0, len(script) - 1):
-                        phase.db_latencies.append(done - sent)
-                    else:
-                        phase.redis_latencies.append(done - sent)
-                if thanks is not None:
-                    last = i == len(script) - 1
-                    problem = check_reply(traffic, contact, text, last, thanks, busy)
-                    if problem is not None:
-                        phase.wrong_replies += 1
-                        if len(phase.error_samples) < 5:
-                            phase.error_samples.append(problem)
+            if isinstance(traffic, VoiceTraffic):  # every call a good rating
+                bad = False
+                ok = await make_call(session, traffic.call(base_url, contact))
+            else:
+                bad = n % BAD_EVERY == BAD_EVERY - 1
+                ok = await converse(session, traffic, contact, BAD if bad else GOOD)
             if not ok:
                 phase.aborted += 1
             elif bad:
@@ -409,7 +576,7 @@ async def run_phase(
 
 
 def check_reply(
-    traffic: Traffic, contact: str, body: str, last: bool, thanks: str, busy: str
+    traffic: SmsTraffic | WeChatTraffic, contact: str, body: str, last: bool, thanks: str, busy: str
 ) -> str | None:
     """What is wrong with a 200's reply, if anything: the last must be the thanks; the others a
     message that is neither the thanks nor "busy, resend"."""
@@ -558,6 +725,7 @@ def drop_database(admin_url: str, name: str) -> None:
 @dataclass
 class DbCheck:
     channel: str
+    good_comment: str | None  # what the good ratings' comment must be (voice: None, skipped)
     complete: int
     in_progress: int
     incomplete: int
@@ -607,13 +775,14 @@ def check_database(database_url: str, traffic: Traffic, phases: list[Phase]) -> 
         )
         check = DbCheck(
             channel=traffic.channel,
+            good_comment=traffic.good_comment,
             complete=int(by_status.get("complete", 0)),
             in_progress=int(by_status.get("in_progress", 0)),
             incomplete=int(by_status.get("incomplete", 0)),
-            with_comment=one(
+            with_comment=one(  # voice: the comment skipped, none
                 f"SELECT count(*) FROM ratings r WHERE {mine} AND status = 'complete' "
-                "AND comment = :comment AND level = 5",
-                comment=GOOD_COMMENT,
+                "AND comment IS NOT DISTINCT FROM CAST(:comment AS text) AND level = 5",
+                comment=traffic.good_comment,
             ),
             complaints=one(
                 "SELECT count(*) FROM complaints k JOIN ratings r ON r.id = k.rating_id "
@@ -747,7 +916,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--channel",
         default="sms",
-        help="which webhook(s): sms, wechat, or both in turn, e.g. sms,wechat (default sms)",
+        help="which webhook(s): sms, wechat, voice, or several in turn, e.g. sms,wechat,voice "
+        "(default sms)",
     )
     parser.add_argument(
         "--wechat-plaintext",
@@ -794,7 +964,9 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis database to use; it is FLUSHED (default db 14)",
     )
     parser.add_argument(
-        "--skip-bare", action="store_true", help="do not run the bare endpoint (SMS only)"
+        "--skip-bare",
+        action="store_true",
+        help="do not run the bare endpoint (SMS and voice only)",
     )
     parser.add_argument(
         "--latency-level",
@@ -820,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         or any(c not in CHANNELS for c in channels)
         or len(set(channels)) < len(channels)
     ):
-        parser.error("--channel is sms, wechat or sms,wechat")
+        parser.error("--channel is one or more of sms, wechat, voice, e.g. sms,wechat,voice")
     latency_level = args.latency_level or min(levels)
     if args.profile_dir:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -835,8 +1007,15 @@ def main(argv: list[str] | None = None) -> int:
     for channel in channels:
         if channel == "sms":
             traffics[channel] = SmsTraffic(PhoneBook())
+        elif channel == "voice":
+            asks = [gettext(DEFAULT_LOCALE, message) for message in VOICE_ASKS]
+            traffics[channel] = VoiceTraffic(PhoneBook("+86138"), asks)
         else:
             traffics[channel] = WeChatTraffic(OpenIdBook(), safe=not args.wechat_plaintext)
+    # The bare endpoint replays SMS traffic: the floor of a Twilio form webhook, calls included.
+    bare_traffic: Traffic | None = None
+    if not args.skip_bare and ("sms" in traffics or "voice" in traffics):
+        bare_traffic = traffics.get("sms") or SmsTraffic(PhoneBook())
     workdir = Path(tempfile.mkdtemp(prefix="ratebot-bench-"))  # no stray .env reaches the server
     fresh_db: str | None = None
     if args.database_url:
@@ -888,7 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
             check_database(database_url, traffics[channel], phases)
             for channel, phases in ours.items()
         ]
-        if "sms" in traffics and not args.skip_bare:
+        if bare_traffic is not None:
             flush_redis(args.redis_url)
             port = free_port()
             bare_env = {k: v for k, v in os.environ.items() if not k.startswith("RATEBOT_")}
@@ -914,7 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             try:
                 server.wait_healthy()
-                bare = run_levels(server, levels, args, traffics["sms"], None, busy)
+                bare = run_levels(server, levels, args, bare_traffic, None, busy)
             finally:
                 server.stop()
             flush_redis(args.redis_url)
@@ -992,6 +1171,20 @@ def report(
                     p99 < TARGET_P99_MS,
                 )
             )
+    for p in ours.get("voice", []):
+        # No target: Twilio waits 15 s for a webhook. Against the floor of a form webhook.
+        b = by_level.get(p.concurrency)
+        line = (
+            f"{p.concurrency} citizens: {p.turns_per_second / len(VOICE_SCRIPT):.1f} calls/s "
+            f"({len(VOICE_SCRIPT)} turns a call)"
+        )
+        if b is not None and b.turns_per_second and b.cpu_ms_per_turn:
+            line += (
+                f"; voice/bare server CPU per turn {p.cpu_ms_per_turn / b.cpu_ms_per_turn:.1f}x, "
+                f"throughput {p.turns_per_second / b.turns_per_second:.2f} "
+                f"({p.turns_per_second:.0f} / {b.turns_per_second:.0f} turns/s)"
+            )
+        print(line)
     for p in ours.get("wechat", []):
         # The budget is absolute: it holds at every load, the heaviest included.
         p99 = p.percentile_ms(0.99)
@@ -1015,7 +1208,8 @@ def report(
         print(
             f"database, {check.channel}: {check.complete} complete ratings for "
             f"{check.expected_complete} finished conversations ({check.with_comment} good with "
-            f"comment / {check.expected_good}, {check.complaints} complaints / "
+            f"{'no ' if check.good_comment is None else ''}comment / {check.expected_good}, "
+            f"{check.complaints} complaints / "
             f"{check.expected_bad}, {check.dimension_rows} dimension rows, "
             f"{check.wrong_channel} with another channel or provider); in_progress "
             f"{check.in_progress} (= aborted conversations {aborted}), "

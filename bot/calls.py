@@ -204,6 +204,11 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
             return None
         invitation = db.get_one(Invitation, attempt.invitation_id)
         record = db.get_one(ServiceRecord, invitation.record_id)
+        if record.phone_hash and is_opted_out(db.connection(), record.phone_hash):
+            # STOP (by SMS, or said on an earlier call) arrived while the call waited.
+            attempt.status, attempt.error, attempt.ended_at = "canceled", "opted_out", now
+            db.add(attempt)
+            return None
     assert record.phone_enc, "a voice invitation without a phone is suppressed"
     phone = rt.privacy.decrypt(record.phone_enc)
     base = f"{rt.settings.public_url}/channels/voice"

@@ -265,7 +265,7 @@ class Conversations:
                         now=now,
                     )
                     if outcome == "complete" and target.record_no is not None:
-                        # In the rating's own transaction: a voucher exists iff the rating does.
+                        # In the rating's transaction: committed with it, or not at all.
                         voucher = issue_voucher(
                             db, self.rt.privacy, self.rt.settings.public_url, target.id, now
                         )

@@ -94,6 +94,7 @@ class Guesses:
     window: float = 600.0
     base_delay: float = 0.25
     max_delay: float = 10.0
+    tracked: int = 10_000  # clients remembered before the quiet ones are forgotten (memory)
     misses: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     locks: dict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
@@ -105,7 +106,7 @@ class Guesses:
             recent.popleft()
         if len(recent) < self.free:
             if not recent:
-                del self.misses[who]
+                self._forget(who)
             return 0.0
         return float(min(self.max_delay, self.base_delay * 2 ** (len(recent) - self.free)))
 
@@ -116,6 +117,10 @@ class Guesses:
             await asyncio.sleep(self.delay(who))
 
     def missed(self, who: str, name: str, typed: str) -> None:
+        if len(self.misses) >= self.tracked:
+            cutoff = time.monotonic() - self.window
+            for quiet in [w for w, times in self.misses.items() if times[-1] < cutoff]:
+                self._forget(quiet)
         recent = self.misses[who]
         recent.append(time.monotonic())
         if len(recent) >= self.free:
@@ -127,6 +132,12 @@ class Guesses:
                 len(recent),
                 self.window // 60,
             )
+
+    def _forget(self, who: str) -> None:
+        self.misses.pop(who, None)
+        lock = self.locks.get(who)
+        if lock is not None and not lock.locked():
+            del self.locks[who]
 
 
 @asynccontextmanager
@@ -397,22 +408,17 @@ def _redeem(
     fingerprint = hashlib.sha256(
         json.dumps([code, body.model_dump(mode="json")], sort_keys=True).encode()
     ).hexdigest()
+    now = rt.clock()
     with rt.db.connect() as conn:
-        first = _first_answer(conn, key, idempotency_key, fingerprint)
-        row = _voucher_row(conn, rt, code)
-        allowed = row is not None and _may_use(conn, key, row.hall_code)
-        conn.rollback()  # end the reads' implicit transaction: the redemption has its own
-        if first is not None:
-            return first
-        if row is None:
-            return None
-        if not allowed:
-            return Answer(403, {"detail": f"this key is not for hall {row.hall_code}"})
-        now = rt.clock()
+        if idempotency_key is not None:
+            first = _first_answer(conn, key, idempotency_key, fingerprint)
+            conn.rollback()  # end the read's implicit transaction: the redemption has its own
+            if first is not None:
+                return first
         try:
             with conn.begin():
-                answer = _redeem_once(conn, rt, key, row, code, body, now)
-                if idempotency_key is not None:
+                answer = _redeem_once(conn, rt, key, code, body, now)
+                if idempotency_key is not None and answer is not None and answer.status != 403:
                     conn.execute(
                         sa.insert(redemptions).values(
                             api_key_id=key.id,
@@ -424,6 +430,7 @@ def _redeem(
                         )
                     )
         except IntegrityError:  # the same Idempotency-Key, concurrently: it answered first
+            assert idempotency_key is not None
             first = _first_answer(conn, key, idempotency_key, fingerprint)
             if first is None:
                 raise
@@ -432,11 +439,9 @@ def _redeem(
 
 
 def _first_answer(
-    conn: sa.Connection, key: ApiKey, idempotency_key: str | None, fingerprint: str
+    conn: sa.Connection, key: ApiKey, idempotency_key: str, fingerprint: str
 ) -> Answer | None:
     """The stored answer to the first request with this key's ``idempotency_key``, if any."""
-    if idempotency_key is None:
-        return None
     stored = conn.execute(
         sa.select(
             redemptions.c.fingerprint, redemptions.c.status_code, redemptions.c.response
@@ -453,58 +458,72 @@ def _first_answer(
 
 
 def _redeem_once(
-    conn: sa.Connection,
-    rt: Runtime,
-    key: ApiKey,
-    row: Any,
-    code: str,
-    body: RedeemIn,
-    now: datetime,
-) -> Answer:
-    parked = (body.exited_at - body.entered_at).total_seconds() / 60
-    granted = min(row.free_minutes, math.ceil(parked))
+    conn: sa.Connection, rt: Runtime, key: ApiKey, code: str, body: RedeemIn, now: datetime
+) -> Answer | None:
+    """Redeem in one conditional UPDATE — the right code, still issued, in time, of one of the
+    key's halls — and only when it changes nothing, find out why (``None``: no such voucher)."""
+    digest = code_hash(rt.privacy, code)
+    parked = math.ceil((body.exited_at - body.entered_at).total_seconds() / 60)
+    conditions = [
+        vouchers.c.code_hash == digest,
+        vouchers.c.state == "issued",
+        vouchers.c.expires_at > now,
+    ]
+    if key.role != "admin":
+        conditions.append(
+            vouchers.c.hall_code.in_(
+                sa.select(key_halls.c.hall_code).where(key_halls.c.api_key_id == key.id)
+            )
+        )
     done = conn.execute(
         sa.update(vouchers)
-        .where(vouchers.c.id == row.id, vouchers.c.state == "issued", vouchers.c.expires_at > now)
+        .where(*conditions)
         .values(
             state="redeemed",
             redeemed_at=now,
             closed_at=now,
-            minutes_granted=granted,
+            minutes_granted=sa.case(
+                (vouchers.c.free_minutes < parked, vouchers.c.free_minutes), else_=parked
+            ),
             lot=body.lot,
             plate_hash=rt.privacy.contact_hash(f"plate:{body.plate.upper()}"),
             entered_at=body.entered_at,
             exited_at=body.exited_at,
             redeemed_by=key.id,
         )
-    )
-    if done.rowcount == 1:
+        .returning(vouchers.c.hall_code, vouchers.c.free_minutes, vouchers.c.minutes_granted)
+    ).first()
+    if done is not None:
         return Answer(
             200,
             jsonable_encoder(
                 {
                     "code": display_code(code),
                     "state": "redeemed",
-                    "hall": row.hall_code,
-                    "free_minutes": row.free_minutes,
-                    "minutes_granted": granted,
+                    "hall": done.hall_code,
+                    "free_minutes": done.free_minutes,
+                    "minutes_granted": done.minutes_granted,
                     "redeemed_at": now,
                 }
             ),
         )
-    latest = conn.execute(
-        sa.select(
-            vouchers.c.state,
-            vouchers.c.expires_at,
-            vouchers.c.redeemed_at,
-            vouchers.c.revoked_at,
-            vouchers.c.revoke_reason,
-        ).where(vouchers.c.id == row.id)
-    ).one()
+    latest = conn.execute(sa.select(vouchers).where(vouchers.c.code_hash == digest)).first()
+    if latest is None:
+        return None
+    if not _may_use(conn, key, latest.hall_code):
+        return Answer(403, {"detail": f"this key is not for hall {latest.hall_code}"})
     state = current_state(latest.state, latest.expires_at, now)
     if state == "redeemed":
-        body_ = {"detail": "voucher already redeemed", "redeemed_at": latest.redeemed_at}
-        return Answer(409, jsonable_encoder({**body_, "state": state}))
+        return Answer(
+            409,
+            jsonable_encoder(
+                {
+                    "detail": "voucher already redeemed",
+                    "state": state,
+                    "redeemed_at": latest.redeemed_at,
+                }
+            ),
+        )
     if state == "revoked":
         return Answer(
             409,
@@ -520,7 +539,7 @@ def _redeem_once(
     if latest.state == "issued":  # past its time: mark it, as the worker would
         conn.execute(
             sa.update(vouchers)
-            .where(vouchers.c.id == row.id, vouchers.c.state == "issued")
+            .where(vouchers.c.id == latest.id, vouchers.c.state == "issued")
             .values(state="expired", closed_at=latest.expires_at)
         )
     return Answer(
@@ -587,7 +606,7 @@ COUNTS = ("issued", "redeemed", "expired", "revoked")
 @router.get("/reports/vouchers", dependencies=[require_role("admin")])
 def vouchers_report(
     rt: RuntimeDep,
-    hall: Annotated[str | None, Query(max_length=64)] = None,
+    hall: Annotated[str | None, Query(pattern=HALL_CODE)] = None,
     since: Annotated[date | None, Query(alias="from")] = None,
     until: Annotated[date | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:

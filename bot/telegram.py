@@ -217,7 +217,8 @@ class Chat:
                         self.chat_id, message.text, reply_markup=message.markup()
                     )
             except TelegramAPIError as exc:
-                log.warning("sending to chat %s failed: %s", self.masked, type(exc).__name__)
+                method = "sendPhoto" if message.photo else "sendMessage"
+                log.warning("%s to chat %s failed: %s", method, self.masked, type(exc).__name__)
                 return
 
     async def reply(self, answer: Reply) -> None:

@@ -25,20 +25,22 @@ from twilio.twiml.voice_response import VoiceResponse
 from bot import calls
 from bot.api import get_runtime
 from bot.conversation import Conversations, Render
-from bot.privacy import InvalidPhone, normalize_phone
+from bot.privacy import InvalidPhone, mask, normalize_phone
 from bot.ratings import records, save_transcription
 from bot.runtime import Runtime
 from bot.webhooks import twilio_form
 from channels import voice
-from dialogs.events import Event, InboundEvent, Say
+from channels.voucher import voucher_text
+from dialogs.events import Event, InboundEvent, Say, VoucherIssued
 from locales import gettext, ids
 from storage.base import ConversationBusy
-from storage.models import Invitation, Rating
+from storage.models import Invitation, OutboundMessage, Rating
 
 log = logging.getLogger("ratebot.voice")
 router = APIRouter(prefix="/channels/voice")
 invitations = Invitation.__table__  # type: ignore[attr-defined]
 ratings = Rating.__table__  # type: ignore[attr-defined]
+outbound_messages = OutboundMessage.__table__  # type: ignore[attr-defined]
 
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}  # a call's final statuses
 TWIML = "application/xml"
@@ -65,10 +67,20 @@ def _caller(rt: Runtime, form: Mapping[str, Any]) -> tuple[str, str]:
         return call_sid, rt.privacy.contact_hash(f"call:{call_sid}")
 
 
-def _renderer(rt: Runtime, turn: int, *, welcome: bool = False) -> Render:
+def _renderer(
+    rt: Runtime,
+    turn: int,
+    *,
+    welcome: bool = False,
+    vouchers: list[tuple[VoucherIssued, str]] | None = None,
+) -> Render:
+    """TwiML for the engine's events, whose answer comes back as ``turn``. A voucher told in
+    them is also put in ``vouchers`` (with the locale), to be sent by SMS."""
     action = f"{rt.settings.public_url}/channels/voice/answer?turn={turn}"
 
     def render(events: Sequence[Event], locale: str) -> str:
+        if vouchers is not None:
+            vouchers.extend((e, locale) for e in events if isinstance(e, VoucherIssued))
         said = [Say(ids.VOICE_WELCOME), *events] if welcome else events
         return voice.render(said, locale, action=action, style=rt.voice)
 
@@ -151,7 +163,8 @@ async def call_answered(request: Request) -> Response:
         recording=recording,
         delivery_id=f"voice:{call_sid}:{turn}",
     )
-    render = _renderer(rt, turn + 1)
+    vouchers: list[tuple[VoucherIssued, str]] = []
+    render = _renderer(rt, turn + 1, vouchers=vouchers)
     conversations = Conversations(rt)
     try:
         if digits == voice.REPEAT_KEY:
@@ -160,7 +173,37 @@ async def call_answered(request: Request) -> Response:
             reply = await conversations.handle(event, render)
     except ConversationBusy:
         return _busy(rt, turn)
+    if vouchers and not reply.repeated:
+        await run_in_threadpool(_text_voucher, rt, form, *vouchers[0])
     return _twiml(reply.text)
+
+
+def _text_voucher(
+    rt: Runtime, form: Mapping[str, Any], voucher: VoucherIssued, locale: str
+) -> None:
+    """The voucher read out on the call also goes by SMS, to show at the gate: to the caller's
+    number, from the form (it is never stored)."""
+    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
+    try:
+        phone = normalize_phone(str(form.get("To" if outbound else "From") or ""))
+    except InvalidPhone:
+        return  # an anonymous caller: the code was read out, there is nowhere to text it
+    delivery = rt.senders["sms"].send_text(phone, voucher_text(voucher, locale))
+    now = rt.clock()
+    with rt.db.begin() as db:
+        db.execute(
+            sa.insert(outbound_messages).values(
+                purpose="voucher",
+                channel="sms",
+                to_mask=mask(phone),
+                provider=delivery.provider,
+                provider_id=delivery.provider_id,
+                status=delivery.status,
+                error=delivery.error,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
 
 def _answer(rt: Runtime, form: Mapping[str, Any], digits: str) -> tuple[str, str | None]:

@@ -15,7 +15,7 @@ from typing import Any
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from dialogs.engine import HELP, LEVEL_OPTIONS, OPTOUT_CONFIRMED
-from dialogs.events import Event, Prompt, Say
+from dialogs.events import Event, Prompt, Say, VoucherIssued
 from locales import N_, gettext, ids
 
 CHANNEL = "voice"
@@ -68,7 +68,7 @@ def render(events: Sequence[Event], locale: str, *, action: str, style: VoiceSty
     it to ``action``; with no question left the call ends."""
     response = VoiceResponse()
     prompt = next((e for e in events if isinstance(e, Prompt)), None)
-    statements = [e for e in events if isinstance(e, Say)]
+    statements = [_statement(e) for e in events if isinstance(e, Say | VoucherIssued)]
     if prompt is None:
         for say in statements:
             _speak(response, locale, say.message, say.params, style)
@@ -93,6 +93,22 @@ def render(events: Sequence[Event], locale: str, *, action: str, style: VoiceSty
             _speak(gather, locale, say.message, say.params, style)
         _ask(gather, prompt, locale, style)
     return str(response)
+
+
+def _statement(event: Say | VoucherIssued) -> Say:
+    """A voucher is read out: its code one character at a time, twice (the SMS has it too)."""
+    if isinstance(event, Say):
+        return event
+    spelled = "，".join(event.scan_data)
+    return Say(
+        ids.VOICE_VOUCHER,
+        {
+            "hall": event.hall,
+            "minutes": event.free_minutes,
+            "code": spelled,
+            "expires": event.expires_at.strftime("%Y-%m-%d %H:%M"),
+        },
+    )
 
 
 def _options(prompt: Prompt) -> Sequence[tuple[str, str]]:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from bot import worker
 from bot.app import create_app
 from bot.cli import main
+from bot.parking import Guesses
 from bot.vouchers import check_symbol, new_code, vouchers
 from tests.bot.conftest import Harness, make_settings
 from tests.bot.parking_support import (
@@ -456,6 +457,7 @@ async def test_the_report_counts_per_hall_and_local_day(harness: Harness) -> Non
         ({"from": "2025-01-01", "to": "2026-11-30"}, 422),
         ({"from": "yesterday"}, 422),
         ({"hall": "NOPE"}, 404),
+        ({"hall": "YT\x00001"}, 422),
     ],
 )
 async def test_bad_report_requests_are_refused(
@@ -470,3 +472,13 @@ async def test_bad_report_requests_are_refused(
 async def test_only_admins_read_the_report(harness: Harness) -> None:
     response = await harness.client.get("/api/v1/reports/vouchers", headers=parking_key(harness))
     assert response.status_code == 403
+
+
+def test_guess_counters_forget_quiet_clients() -> None:
+    """Regression guard: one entry per client address that ever mistyped would grow forever."""
+    guesses = Guesses(tracked=3, window=0.05)
+    for who in ("ip:a", "ip:b", "ip:c"):
+        guesses.missed(who, who, "ABC")
+    time.sleep(0.06)
+    guesses.missed("ip:d", "ip:d", "ABC")
+    assert set(guesses.misses) == {"ip:d"}

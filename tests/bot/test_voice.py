@@ -603,3 +603,46 @@ async def test_a_good_review_gets_no_callback(dialer: Harness, fake_twilio: Fake
         f"?record_no={RECORD}&attempt=1&purpose=callback"
     )
     assert ended(told) and "已完成" in spoken(told)
+
+
+async def test_a_citizen_who_opted_out_meanwhile_is_not_called(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    dialer.clock.advance(hours=11)  # 21:00: the call waits for calling hours
+    await dialer.report(channel="voice")
+    assert "退订" in await dialer.reply_text("TD")
+    dialer.clock.advance(hours=12)
+    await worker.run_due(dialer.rt)
+    assert fake_twilio.calls == []
+    [attempt] = attempts(dialer)
+    assert attempt.status == "canceled" and attempt.error == "opted_out"
+
+
+async def test_a_valid_rating_by_phone_reads_the_voucher_out_and_texts_it(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.bot.parking_support import CODE, put_hall
+
+    await put_hall(harness, free_minutes=90)
+    await harness.report()
+    capsys.readouterr()  # the invitation in the console outbox
+    call = Call(harness)
+    await call.start()
+    for key in "2", "2", "2", "2", "6":
+        await call.press(key)
+    await call.record_nothing()  # no details (optional)
+    last_turn = call.action
+    assert last_turn is not None
+    response = await call.post(last_turn, Digits="2")  # no callback
+    done = ET.fromstring(response.text)
+    assert ended(done)
+    words = spoken(done)
+    texted = capsys.readouterr().out
+    match = CODE.search(texted)
+    assert match is not None, texted
+    code = match.group(0).replace("-", "")
+    assert "免费停车90分钟" in words and "，".join(code) in words  # spelled, one by one
+    assert "+86 138****1234" in texted and "13812341234" not in texted
+    retried = await call.post(last_turn, Digits="2")
+    assert retried.text == response.text
+    assert capsys.readouterr().out == ""  # a retried request texts nothing
