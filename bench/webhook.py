@@ -966,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-bare",
         action="store_true",
-        help="do not run the bare endpoint (SMS and voice only)",
+        help="do not run the bare endpoint (it runs with sms or voice, replaying SMS traffic)",
     )
     parser.add_argument(
         "--latency-level",
@@ -977,7 +977,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-dir",
         type=Path,
         help="record each measured window of each server with py-spy (installed separately) "
-        "into DIR/<server>-<level>.collapsed (WeChat: DIR/<server>-wechat-<level>.collapsed); "
+        "into DIR/<server>-<level>.collapsed (WeChat, voice: "
+        "DIR/<server>-<channel>-<level>.collapsed); "
         "summarize with bench/hotspots.py. Slows the server.",
     )
     parser.add_argument("--request-timeout", type=float, default=10.0)

@@ -171,17 +171,28 @@ class Conversations:
 
         return await self._turn(event, step, render)
 
-    async def close(
-        self, event: InboundEvent, *, reason: Literal["expired", "hung_up"] = "expired"
-    ) -> None:
-        """The citizen left the channel (WeChat's ``unsubscribe``, a caller hanging up): end an
-        open conversation quietly, as its expiry would (a rating with an overall level is kept,
-        ``incomplete``), and forget it. Nothing is said; a re-delivered event changes nothing."""
+    async def close(self, event: InboundEvent) -> None:
+        """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
+        quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
+        forget it. Nothing is said; a re-delivered event changes nothing."""
 
         async def step(before: Session | None, now: datetime) -> Sprint:
             if before is not None and before.step is not None:
-                await self._close(event, before, now, reason=reason)
+                await self._close(event, before, now, reason="expired")
             return Sprint(None, [])
+
+        await self._turn(event, step, lambda events, locale: "")
+
+    async def hang_up(self, event: InboundEvent) -> None:
+        """The call ended: an open conversation is closed as its expiry would close it (a rating
+        with an overall level is kept, ``incomplete``). A closed one stays until it expires, so a
+        caller who calls straight back is told the case is rated, as a texter would be."""
+
+        async def step(before: Session | None, now: datetime) -> Sprint:
+            if before is None or before.step is None:
+                return Sprint(before, [])
+            closing = await self._close(event, before, now, reason="hung_up")
+            return Sprint(closing.session, [])
 
         await self._turn(event, step, lambda events, locale: "")
 
@@ -192,10 +203,12 @@ class Conversations:
         now: datetime,
         *,
         reason: Literal["expired", "replaced", "hung_up"],
-    ) -> None:
+    ) -> Sprint:
         """Close an open conversation that is being left or replaced, keeping its answers."""
         closing = engine.expire(self.rt.survey, session, now=now, reason=reason)
-        await run_in_threadpool(self.apply, closing, session, event.channel, event.sender, now)
+        return await run_in_threadpool(
+            self.apply, closing, session, event.channel, event.sender, now
+        )
 
     async def _turn(
         self,

@@ -34,7 +34,7 @@ from channels.voucher import voucher_text
 from dialogs.events import Event, InboundEvent, Say, VoucherIssued
 from locales import gettext, ids
 from storage.base import ConversationBusy
-from storage.models import Invitation, OutboundMessage, Rating
+from storage.models import Invitation, OutboundMessage, Rating, UTCDateTime
 
 log = logging.getLogger("ratebot.voice")
 router = APIRouter(prefix="/channels/voice")
@@ -246,7 +246,7 @@ async def call_status(request: Request) -> Response:
             channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:end"
         )
         with suppress(ConversationBusy):  # the expiry timer closes it instead
-            await Conversations(rt).close(event, reason="hung_up")
+            await Conversations(rt).hang_up(event)
     return Response(status_code=204)
 
 
@@ -268,21 +268,24 @@ def _save_transcription(rt: Runtime, url: str, text: str) -> bool:
         return save_transcription(db, url, text)
 
 
+# Built once: every call start asks it, and building it cost more than running it.
+PENDING_CASE = (
+    sa.select(records.c.record_no)
+    .join(invitations, invitations.c.record_id == records.c.id)
+    .where(
+        invitations.c.contact_hash == sa.bindparam("contact_hash"),
+        invitations.c.status == "sent",
+        invitations.c.sent_at >= sa.bindparam("since", type_=UTCDateTime),
+        ~sa.select(ratings.c.id).where(ratings.c.record_id == records.c.id).exists(),
+    )
+    .order_by(invitations.c.sent_at.desc())
+    .limit(1)
+)
+
+
 def pending_case(rt: Runtime, contact_hash: str) -> str | None:
     """The case of the number's latest invitation that is still open: sent within the survey's
     expiry and not rated in any channel."""
     since = rt.clock() - timedelta(hours=rt.survey.expires_after_hours)
-    rated = sa.select(ratings.c.id).where(ratings.c.record_id == records.c.id).exists()
     with rt.db.connect() as db:
-        return db.execute(
-            sa.select(records.c.record_no)
-            .join(invitations, invitations.c.record_id == records.c.id)
-            .where(
-                invitations.c.contact_hash == contact_hash,
-                invitations.c.status == "sent",
-                invitations.c.sent_at >= since,
-                ~rated,
-            )
-            .order_by(invitations.c.sent_at.desc())
-            .limit(1)
-        ).scalar()
+        return db.execute(PENDING_CASE, {"contact_hash": contact_hash, "since": since}).scalar()

@@ -646,3 +646,15 @@ async def test_a_valid_rating_by_phone_reads_the_voucher_out_and_texts_it(
     retried = await call.post(last_turn, Digits="2")
     assert retried.text == response.text
     assert capsys.readouterr().out == ""  # a retried request texts nothing
+
+
+async def test_calling_back_after_rating_is_told_it_is_rated(harness: Harness) -> None:
+    call = Call(harness, phone="+8613900003333")
+    await call.start()
+    for key in "5", "5", "5", "5":
+        await call.press(key)
+    await call.record_nothing()
+    await call.hang_up("completed")
+    again = await Call(harness, phone="+8613900003333").start()
+    assert ended(again) and "已完成" in spoken(again)
+    assert len(ratings(harness)) == 1  # not a second unsolicited rating
