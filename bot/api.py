@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -78,10 +79,16 @@ def create_api_key(
     return key
 
 
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]
+KEY_BY_HASH = sa.select(api_keys).where(
+    api_keys.c.key_hash == sa.bindparam("digest"), api_keys.c.revoked_at.is_(None)
+)
+
+
 def require_role(*roles: str):  # type: ignore[no-untyped-def]
     """A dependency that admits a valid Bearer key whose role is one of ``roles`` (admin: any)."""
 
-    def check(request: Request, db: DbDep) -> ApiKey:
+    def check(request: Request, rt: RuntimeDep) -> ApiKey:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise HTTPException(
@@ -90,14 +97,11 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
                 headers={"WWW-Authenticate": "Bearer"},
             )
         digest = hash_key(key.strip())
-        found = db.exec(
-            select(ApiKey).where(ApiKey.key_hash == digest, col(ApiKey.revoked_at).is_(None))
-        ).first()
-        # Give the connection back before the handler runs: a handler that opens its own (in the
-        # thread pool) must not wait for a pool that requests holding this one have emptied.
-        if found is not None:
-            db.expunge(found)
-        db.rollback()
+        # One prepared query on a connection given back at once (before the handler opens its
+        # own): every API call pays for this check, and the ORM session cost twice the query.
+        with rt.db.connect() as conn:
+            row = conn.execute(KEY_BY_HASH, {"digest": digest}).mappings().first()
+        found = ApiKey.model_validate(dict(row)) if row is not None else None
         if found is None or not hmac.compare_digest(found.key_hash, digest):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
