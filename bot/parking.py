@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import yaml
@@ -44,7 +44,6 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +52,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.api import RuntimeDep, get_runtime, require_role
 from bot.privacy import mask
 from bot.runtime import Runtime
+from bot.settings import TimeZoneName
 from bot.vouchers import (
     code_hash,
     current_state,
@@ -182,17 +182,8 @@ class HallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[Line, StringConstraints(max_length=100)]
-    timezone: str
+    timezone: TimeZoneName
     parking: ParkingIn
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
 
 class HallFileEntry(HallIn):

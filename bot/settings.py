@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from locales import LOCALES
@@ -41,6 +41,18 @@ WECHAT_TOKEN = re.compile(r"^[A-Za-z0-9]{3,32}$")
 WECHAT_AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")
 WECHAT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_SURVEY = Path(__file__).resolve().parent.parent / "dialogs" / "surveys" / "default.yaml"
+
+
+def known_zone(value: str) -> str:
+    """``value`` if it names a time zone the system knows (``Asia/Shanghai``)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(known_zone)]
 
 
 class Settings(BaseSettings):
@@ -80,7 +92,7 @@ class Settings(BaseSettings):
     # made, for the case's second rating; 0: only when `ratebot call` says so.
     callback_after_hours: float = Field(default=72, ge=0)
     default_locale: str = "zh_Hans_CN"
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"
     invite_cooldown_hours: float = Field(default=24, ge=0)
     survey_path: Path = DEFAULT_SURVEY
@@ -119,15 +131,6 @@ class Settings(BaseSettings):
     def _shipped_locale(cls, value: str) -> str:
         if value not in LOCALES:
             raise ValueError(f"must be one of {', '.join(LOCALES)}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
     @field_validator("voice_voices")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twilio.base import values
@@ -47,26 +47,24 @@ class TwilioSender:
         self.status_callback = status_callback
 
     def send_text(self, to: str, body: str) -> Delivery:
-        try:
-            message = self.client.messages.create(
+        return _deliver(
+            "an SMS",
+            to,
+            lambda: self.client.messages.create(
                 to=to,
                 from_=self.from_number,
                 body=body,
                 status_callback=self.status_callback or values.unset,
-            )
-        except TwilioRestException as exc:
-            log.warning("twilio refused an SMS to %s: %s %s", mask(to), exc.code, exc.msg)
-            return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])
-        except (TwilioException, OSError) as exc:
-            log.warning("twilio unreachable for an SMS to %s: %s", mask(to), type(exc).__name__)
-            return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
-        return Delivery("twilio", message.sid, str(message.status or "queued"))
+            ),
+        )
 
     def place_call(self, to: str, *, answer_url: str, status_url: str) -> Delivery:
         """Call ``to``; when answered, Twilio fetches the call's TwiML from ``answer_url``.
         Answering-machine detection tells the answer URL who picked up (``AnsweredBy``)."""
-        try:
-            call = self.client.calls.create(
+        return _deliver(
+            "a call",
+            to,
+            lambda: self.client.calls.create(
                 to=to,
                 from_=self.from_number,
                 url=answer_url,
@@ -75,14 +73,22 @@ class TwilioSender:
                 status_callback_method="POST",
                 status_callback_event=["initiated", "ringing", "answered", "completed"],
                 machine_detection="Enable",
-            )
-        except TwilioRestException as exc:
-            log.warning("twilio refused a call to %s: %s %s", mask(to), exc.code, exc.msg)
-            return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])
-        except (TwilioException, OSError) as exc:
-            log.warning("twilio unreachable for a call to %s: %s", mask(to), type(exc).__name__)
-            return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
-        return Delivery("twilio", call.sid, str(call.status or "queued"))
+            ),
+        )
 
     def close(self) -> None:
         pass  # the twilio client opens a connection per request
+
+
+def _deliver(what: str, to: str, create: Callable[[], Any]) -> Delivery:
+    """Ask Twilio to create a message or a call: what it answered, or why it did not happen
+    (refused with Twilio's code, or unreachable) — never an exception."""
+    try:
+        created = create()
+    except TwilioRestException as exc:
+        log.warning("twilio refused %s to %s: %s %s", what, mask(to), exc.code, exc.msg)
+        return Delivery("twilio", None, "failed", f"{exc.code or exc.status}: {exc.msg}"[:255])
+    except (TwilioException, OSError) as exc:
+        log.warning("twilio unreachable for %s to %s: %s", what, mask(to), type(exc).__name__)
+        return Delivery("twilio", None, "failed", f"unreachable: {type(exc).__name__}")
+    return Delivery("twilio", created.sid, str(created.status or "queued"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -139,15 +140,22 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-async def harness(
-    backend: dict[str, Any], clock: FakeClock, settings_overrides: dict[str, Any]
-) -> AsyncIterator[Harness]:
-    app = create_app(make_settings(**backend, **settings_overrides), clock=clock)
+@asynccontextmanager
+async def serving(settings: Settings, clock: FakeClock) -> AsyncIterator[Harness]:
+    """An app on ``settings``, started (its lifespan run) and driven over HTTP in-process."""
+    app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
             yield Harness(client=client, rt=app.state.runtime, clock=clock)
+
+
+@pytest.fixture
+async def harness(
+    backend: dict[str, Any], clock: FakeClock, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Harness]:
+    async with serving(make_settings(**backend, **settings_overrides), clock) as h:
+        yield h
 
 
 @pytest.fixture
@@ -161,8 +169,25 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 @pytest.fixture
 async def harness_quiet(backend: dict[str, Any], clock: FakeClock) -> AsyncIterator[Harness]:
     """An app with the default quiet hours (21:00-08:00 Shanghai)."""
-    app = create_app(make_settings(**backend, quiet_hours="21:00-08:00"), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
-            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+    async with serving(make_settings(**backend, quiet_hours="21:00-08:00"), clock) as h:
+        yield h
+
+
+TWILIO_FROM = "+10005550100"
+
+
+@pytest.fixture
+async def twilio_harness(
+    database_url: str, clock: FakeClock, fake_twilio: FakeTwilio
+) -> AsyncIterator[Harness]:
+    """An app that sends SMS and places calls through the real twilio client, to a fake Twilio
+    API on 127.0.0.1."""
+    settings = make_settings(
+        database_url,
+        twilio_account_sid=fake_twilio.account_sid,
+        twilio_auth_token=fake_twilio.auth_token,
+        twilio_from=TWILIO_FROM,
+        twilio_api_url=fake_twilio.url,  # type: ignore[attr-defined]
+    )
+    async with serving(settings, clock) as h:
+        yield h

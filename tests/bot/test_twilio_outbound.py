@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
 from bot.app import create_app
 from tests.bot.conftest import PHONE, PUBLIC_URL, FakeClock, Harness, make_settings
 from tests.fakes.twilio_api import FakeTwilio
-
-
-@pytest.fixture
-async def twilio_harness(
-    database_url: str, clock: FakeClock, fake_twilio: FakeTwilio
-) -> AsyncIterator[Harness]:
-    settings = make_settings(
-        database_url,
-        twilio_account_sid=fake_twilio.account_sid,
-        twilio_auth_token=fake_twilio.auth_token,
-        twilio_from="+10005550100",
-        twilio_api_url=fake_twilio.url,  # type: ignore[attr-defined]
-    )
-    app = create_app(settings, clock=clock)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as client,
-    ):
-        yield Harness(client=client, rt=app.state.runtime, clock=clock)
 
 
 async def test_invitation_is_sent_through_twilio(

@@ -17,9 +17,15 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 
 from bot import worker
-from bot.app import create_app
 from storage.models import CallAttempt, Rating
-from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings
+from tests.bot.conftest import (
+    PUBLIC_URL,
+    TWILIO_FROM,
+    FakeClock,
+    Harness,
+    make_settings,
+    serving,
+)
 from tests.fakes.twilio_api import FakeTwilio
 from tests.samples import PHONE
 
@@ -379,11 +385,8 @@ async def test_bad_requests(harness: Harness) -> None:
 
 
 async def test_voice_is_404_without_twilio(database_url: str, clock: FakeClock) -> None:
-    app = create_app(make_settings(database_url, twilio_auth_token=None), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
-            response = await client.post("/channels/voice", data={"CallSid": "CA1"})
+    async with serving(make_settings(database_url, twilio_auth_token=None), clock) as h:
+        response = await h.client.post("/channels/voice", data={"CallSid": "CA1"})
     assert response.status_code == 404
 
 
@@ -408,11 +411,8 @@ def audio_dir(tmp_path: Path) -> Path:
 async def audio_harness(
     database_url: str, clock: FakeClock, audio_dir: Path
 ) -> AsyncIterator[Harness]:
-    app = create_app(make_settings(database_url, voice_audio_dir=audio_dir), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
-            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+    async with serving(make_settings(database_url, voice_audio_dir=audio_dir), clock) as h:
+        yield h
 
 
 async def test_recorded_prompts_are_played_and_served(audio_harness: Harness) -> None:
@@ -429,21 +429,9 @@ async def test_recorded_prompts_are_played_and_served(audio_harness: Harness) ->
 
 
 @pytest.fixture
-async def dialer(
-    database_url: str, clock: FakeClock, fake_twilio: FakeTwilio
-) -> AsyncIterator[Harness]:
-    settings = make_settings(
-        database_url,
-        twilio_account_sid=fake_twilio.account_sid,
-        twilio_auth_token=fake_twilio.auth_token,
-        twilio_from="+8653112345",
-        twilio_api_url=fake_twilio.url,  # type: ignore[attr-defined]
-    )
-    app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
-            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+def dialer(twilio_harness: Harness) -> Harness:
+    """The app placing calls through the real twilio client, to the fake Twilio API."""
+    return twilio_harness
 
 
 def attempts(h: Harness) -> list[CallAttempt]:
@@ -459,7 +447,7 @@ async def test_voice_invitation_is_called_and_runs_the_survey(
     assert fake_twilio.messages == []  # no SMS: the invitation is a call
     await worker.run_due(dialer.rt)
     [placed] = fake_twilio.calls
-    assert placed["To"] == PHONE and placed["From"] == "+8653112345"
+    assert placed["To"] == PHONE and placed["From"] == TWILIO_FROM
     assert placed["MachineDetection"] == "Enable"
     [attempt] = attempts(dialer)
     assert placed["Url"] == f"{PUBLIC_URL}/channels/voice?record_no={RECORD}&attempt={attempt.id}"
