@@ -120,6 +120,7 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
 # --- schemas --------------------------------------------------------------------------------
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Line = Annotated[Text, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$")]  # no control characters
 
 
 def _no_nul(value: Any) -> Any:

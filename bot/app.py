@@ -16,7 +16,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot import api, parking, telegram, voice, webhooks, wechat, worker
+from bot import api, halls, parking, telegram, voice, voucher_page, webhooks, wechat, worker
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.models import utcnow
@@ -87,8 +87,9 @@ def create_app(
     app = FastAPI(title="ratebot", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
     app.include_router(api.router)
-    app.include_router(parking.router)  # its lifespan loads RATEBOT_HALLS_FILE
-    app.include_router(parking.page_router)
+    app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
+    app.include_router(parking.router)
+    app.include_router(voucher_page.router)
     app.include_router(webhooks.router)
     app.include_router(voice.router)
     if settings.voice_audio_dir is not None:  # the deployment's recorded prompts, for <Play>

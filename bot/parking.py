@@ -1,5 +1,6 @@
-"""Parking rewards over HTTP: halls (admin), the gate's voucher API (parking keys, each good only
-for its own halls), revoking (admin), the vouchers report (admin) and the citizen's voucher page.
+"""Parking rewards over HTTP: the gate's voucher API (parking keys, each good only for its own
+halls), revoking (admin) and the vouchers report (admin). Halls are ``bot.halls``; the citizen's
+page is ``bot.voucher_page``.
 
 Redeeming is exactly once: one conditional UPDATE (``state = 'issued'`` and not past its time)
 moves a voucher to ``redeemed``, so of many concurrent redemptions the database lets one through;
@@ -16,43 +17,35 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import json
 import logging
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-import yaml
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
-from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    Field,
     StringConstraints,
-    TypeAdapter,
-    ValidationError,
     model_validator,
 )
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot.api import RuntimeDep, get_runtime, require_role
-from bot.privacy import mask
+from bot.api import Line, RuntimeDep, get_runtime, require_role
+from bot.halls import HALL_CODE
 from bot.runtime import Runtime
-from bot.settings import TimeZoneName
 from bot.vouchers import (
     code_hash,
     current_state,
@@ -62,8 +55,6 @@ from bot.vouchers import (
     ratings,
     vouchers,
 )
-from channels.voucher import EXPIRY_FORMAT, qr_svg
-from locales import gettext, ids, normalize_locale
 from storage.models import ApiKey, ApiKeyHall, Redemption, UTCDateTime
 
 log = logging.getLogger("ratebot.parking")
@@ -71,10 +62,7 @@ log = logging.getLogger("ratebot.parking")
 key_halls = ApiKeyHall.__table__  # type: ignore[attr-defined]
 redemptions = Redemption.__table__  # type: ignore[attr-defined]
 
-HALL_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_REPORT_DAYS = 366
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Line = Annotated[Text, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$")]  # no control characters
 
 
 # --- guessing codes -------------------------------------------------------------------------
@@ -142,12 +130,7 @@ class Guesses:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the halls file (the runtime exists: FastAPI runs an included router's lifespan inside
-    the app's) and keep this app's guess counters."""
-    rt: Runtime = app.state.runtime
-    if rt.settings.halls_file is not None:
-        count = await run_in_threadpool(load_halls_file, rt, rt.settings.halls_file)
-        log.info("loaded %d hall(s) from %s", count, rt.settings.halls_file)
+    """This app's guess counters (the gate's API and the voucher page share them)."""
     app.state.guesses = Guesses()
     yield
 
@@ -158,113 +141,6 @@ def get_guesses(request: Request) -> Guesses:
 
 
 router = APIRouter(prefix="/api/v1", lifespan=lifespan)
-page_router = APIRouter()
-
-
-# --- halls ----------------------------------------------------------------------------------
-
-
-class ParkingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool
-    free_minutes: int = Field(ge=0, le=24 * 60)
-    valid_hours: int = Field(ge=1, le=24 * 366)  # how long after issue a voucher can be used
-
-    @model_validator(mode="after")
-    def _minutes_when_enabled(self) -> ParkingIn:
-        if self.enabled and self.free_minutes == 0:
-            raise ValueError("free_minutes must be at least 1 when parking is enabled")
-        return self
-
-
-class HallIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[Line, StringConstraints(max_length=100)]
-    timezone: TimeZoneName
-    parking: ParkingIn
-
-
-class HallFileEntry(HallIn):
-    code: Annotated[str, StringConstraints(pattern=HALL_CODE)]
-
-
-UPSERT_HALL = sa.text(
-    """
-    INSERT INTO halls (code, name, timezone, parking_enabled, free_minutes, valid_hours,
-                       updated_at)
-    VALUES (:code, :name, :timezone, :enabled, :free_minutes, :valid_hours, :now)
-    ON CONFLICT (code) DO UPDATE SET
-        name = excluded.name, timezone = excluded.timezone,
-        parking_enabled = excluded.parking_enabled, free_minutes = excluded.free_minutes,
-        valid_hours = excluded.valid_hours, updated_at = excluded.updated_at
-    """
-).bindparams(sa.bindparam("now", type_=UTCDateTime), sa.bindparam("enabled", type_=sa.Boolean))
-
-
-def save_halls(rt: Runtime, entries: Iterable[tuple[str, HallIn]]) -> None:
-    """Create or update halls. A voucher already issued keeps its minutes and expiry."""
-    now = rt.clock()
-    with rt.db.begin() as conn:
-        for code, hall in entries:
-            conn.execute(
-                UPSERT_HALL,
-                {
-                    "code": code,
-                    "name": hall.name,
-                    "timezone": hall.timezone,
-                    "now": now,
-                    **hall.parking.model_dump(),
-                },
-            )
-
-
-def load_halls_file(rt: Runtime, path: Path) -> int:
-    """Create or update the halls listed in ``path`` (YAML or JSON: a list of halls as the API
-    takes them, each with its ``code``); the number of halls. A bad file stops the start."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        entries = TypeAdapter(list[HallFileEntry]).validate_python(data)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"RATEBOT_HALLS_FILE {path}: {exc}") from exc
-    save_halls(rt, [(entry.code, entry) for entry in entries])
-    return len(entries)
-
-
-def hall_view(row: Any) -> dict[str, Any]:
-    return {
-        "code": row.code,
-        "name": row.name,
-        "timezone": row.timezone,
-        "parking": {
-            "enabled": row.parking_enabled,
-            "free_minutes": row.free_minutes,
-            "valid_hours": row.valid_hours,
-        },
-        "updated_at": row.updated_at,
-    }
-
-
-HallCode = Annotated[str, PathParam(pattern=HALL_CODE)]
-
-
-@router.put("/halls/{hall_code}", dependencies=[require_role("admin")])
-def put_hall(hall_code: HallCode, body: HallIn, rt: RuntimeDep) -> JSONResponse:
-    """Create (201) or update (200) a hall and its parking reward."""
-    with rt.db.connect() as conn:
-        existed = conn.execute(sa.select(halls.c.code).where(halls.c.code == hall_code)).first()
-    save_halls(rt, [(hall_code, body)])
-    with rt.db.connect() as conn:
-        row = conn.execute(sa.select(halls).where(halls.c.code == hall_code)).one()
-    return JSONResponse(jsonable_encoder(hall_view(row)), status_code=200 if existed else 201)
-
-
-@router.get("/halls", dependencies=[require_role("admin")])
-def list_halls(rt: RuntimeDep) -> dict[str, Any]:
-    with rt.db.connect() as conn:
-        rows = conn.execute(sa.select(halls).order_by(halls.c.code)).all()
-    return {"items": [hall_view(row) for row in rows]}
 
 
 # --- the gate's API -------------------------------------------------------------------------
@@ -296,7 +172,7 @@ class Answer:
         return JSONResponse(self.body, status_code=self.status)
 
 
-def _voucher_row(conn: sa.Connection, rt: Runtime, code: str) -> Any:
+def voucher_row(conn: sa.Connection, rt: Runtime, code: str) -> Any:
     return conn.execute(
         sa.select(vouchers, halls.c.name.label("hall_name"), halls.c.timezone)
         .join(halls, halls.c.code == vouchers.c.hall_code)
@@ -364,7 +240,7 @@ async def get_voucher(code: str, request: Request, key: ParkingKey) -> dict[str,
 
     def find() -> tuple[Any, bool]:
         with rt.db.connect() as conn:
-            row = _voucher_row(conn, rt, compact)
+            row = voucher_row(conn, rt, compact)
             return row, row is not None and _may_use(conn, key, row.hall_code)
 
     row, allowed = await run_in_threadpool(find)
@@ -569,7 +445,7 @@ def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
         raise HTTPException(422, "malformed voucher code")
     now = rt.clock()
     with rt.db.begin() as conn:  # an HTTPException inside rolls everything back
-        row = _voucher_row(conn, rt, compact)
+        row = voucher_row(conn, rt, compact)
         if row is None:
             raise HTTPException(404, "no such voucher")
         conn.execute(
@@ -577,7 +453,7 @@ def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
             .where(vouchers.c.id == row.id, vouchers.c.state.in_(("issued", "expired")))
             .values(state="revoked", revoked_at=now, revoke_reason=body.reason, closed_at=now)
         )
-        row = _voucher_row(conn, rt, compact)
+        row = voucher_row(conn, rt, compact)
         if row.state == "redeemed":  # before, or by a gate at this very moment
             raise HTTPException(409, f"voucher already redeemed at {row.redeemed_at.isoformat()}")
         if body.flag_citizen:
@@ -674,117 +550,3 @@ def vouchers_report(
             }
         )
     return jsonable_encoder({"from": since, "to": until, "halls": report})
-
-
-# --- the citizen's page ---------------------------------------------------------------------
-
-PAGE = """<!DOCTYPE html>
-<html lang="{lang}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 0; padding: 1.5rem; background: #f4f6f8;
-       color: #1d2733; text-align: center; }}
-main {{ max-width: 24rem; margin: 0 auto; background: #fff; border-radius: 12px;
-        padding: 1.5rem; box-shadow: 0 1px 4px rgba(0,0,0,.1); }}
-h1 {{ font-size: 1.3rem; margin: 0 0 .5rem; }}
-.hall {{ font-size: 1.1rem; margin: .25rem 0; }}
-.minutes {{ font-size: 1.6rem; font-weight: bold; margin: .5rem 0; }}
-.state {{ display: inline-block; padding: .2rem .8rem; border-radius: 1rem; background: #e8f5e9;
-          color: #1b5e20; }}
-.state.closed {{ background: #fdecea; color: #8a1c12; }}
-.qr svg {{ width: 70%; height: auto; margin: 1rem auto; display: block; }}
-.code {{ font-family: ui-monospace, monospace; font-size: 1.6rem; letter-spacing: .1em; }}
-.hint {{ color: #5b6775; font-size: .9rem; }}
-</style>
-</head>
-<body><main>{content}</main></body>
-</html>
-"""
-LANG = {"zh_Hans_CN": "zh-Hans", "zh_Hant_TW": "zh-Hant", "en": "en"}
-
-
-def page_locale(request: Request) -> str:
-    """``?lang=`` if given, else the browser's first language, else the deployment's."""
-    rt = get_runtime(request)
-    chosen = request.query_params.get("lang")
-    if not chosen:
-        accept = request.headers.get("accept-language", "")
-        chosen = accept.split(",")[0].split(";")[0].strip()
-    return normalize_locale(chosen or None, rt.settings.default_locale)
-
-
-def _page(locale: str, content: str, status_code: int = 200) -> HTMLResponse:
-    title = html.escape(gettext(locale, ids.VOUCHER_PAGE_TITLE))
-    body = PAGE.format(lang=LANG.get(locale, "zh"), title=title, content=content)
-    # No cache: the state changes when it is redeemed; no referrer: the URL holds the code.
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    return HTMLResponse(body, status_code=status_code, headers=headers)
-
-
-def _unknown_page(locale: str) -> HTMLResponse:
-    title = html.escape(gettext(locale, ids.VOUCHER_PAGE_TITLE))
-    unknown = html.escape(gettext(locale, ids.VOUCHER_PAGE_UNKNOWN))
-    return _page(locale, f"<h1>{title}</h1><p>{unknown}</p>", 404)
-
-
-@page_router.get("/v/{code}", response_class=HTMLResponse)
-async def voucher_page(code: str, request: Request) -> HTMLResponse:
-    """The citizen's voucher: hall, minutes, state, expiry, the code and its QR code. No
-    personal data. Linked from the message that gave the voucher."""
-    rt = get_runtime(request)
-    locale = page_locale(request)
-    guesses = get_guesses(request)
-    who = f"ip:{request.client.host if request.client else '?'}"
-    await guesses.wait(who)
-    compact = parse_code(code)
-    row = None
-    if compact is not None:
-        row = await run_in_threadpool(_find_for_page, rt, compact)
-    if compact is None or row is None:
-        guesses.missed(who, f"address {mask(who[3:])}", code)
-        return _unknown_page(locale)
-    zone = ZoneInfo(row.timezone)
-    now = rt.clock()
-    state = current_state(row.state, row.expires_at, now)
-
-    def local(at: datetime) -> str:
-        return at.astimezone(zone).strftime(EXPIRY_FORMAT)
-
-    state_text = {
-        "issued": gettext(locale, ids.VOUCHER_STATE_ISSUED),
-        "redeemed": gettext(
-            locale,
-            ids.VOUCHER_STATE_REDEEMED,
-            time=local(row.redeemed_at) if row.redeemed_at else "",
-        ),
-        "expired": gettext(locale, ids.VOUCHER_STATE_EXPIRED),
-        "revoked": gettext(locale, ids.VOUCHER_STATE_REVOKED),
-    }[state]
-    e = html.escape
-    shown = display_code(compact)
-    content = (
-        f"<h1>{e(gettext(locale, ids.VOUCHER_PAGE_TITLE))}</h1>"
-        f'<p class="hall">{e(row.hall_name)}</p>'
-        f'<p class="minutes">'
-        f"{e(gettext(locale, ids.VOUCHER_PAGE_MINUTES, minutes=row.free_minutes))}</p>"
-        f'<p class="state{"" if state == "issued" else " closed"}" data-state="{state}">'
-        f"{e(state_text)}</p>"
-    )
-    if state == "issued":
-        content += (
-            f'<div class="qr">{qr_svg(compact, title=shown)}</div>'
-            f"<p>{e(gettext(locale, ids.VOUCHER_PAGE_CODE))}</p>"
-            f'<p class="code">{e(shown)}</p>'
-            f"<p>{e(gettext(locale, ids.VOUCHER_PAGE_EXPIRES, expires=local(row.expires_at)))}</p>"
-            f'<p class="hint">{e(gettext(locale, ids.VOUCHER_PAGE_HINT))}</p>'
-        )
-    return _page(locale, content)
-
-
-def _find_for_page(rt: Runtime, code: str) -> Any:
-    with rt.db.connect() as conn:
-        return _voucher_row(conn, rt, code)
