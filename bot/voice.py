@@ -43,6 +43,8 @@ ratings = Rating.__table__  # type: ignore[attr-defined]
 outbound_messages = OutboundMessage.__table__  # type: ignore[attr-defined]
 
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}  # a call's final statuses
+# What an answer may carry: nothing a database column cannot keep as it came.
+ANSWER_FIELDS = {"Digits": 64, "SpeechResult": 10_000, "RecordingUrl": 500}
 TWIML = "application/xml"
 
 
@@ -152,6 +154,13 @@ async def call_answered(request: Request) -> Response:
     except ValueError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "turn must be a number") from None
     call_sid, contact_hash = _caller(rt, form)
+    for name, limit in ANSWER_FIELDS.items():
+        value = form.get(name)
+        if isinstance(value, str) and ("\x00" in value or len(value) > limit):
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"{name} has a NUL character or is longer than {limit} characters",
+            )
     digits = str(form.get("Digits") or "")
     text, recording = _answer(rt, form, digits)
     if not (text or recording) and request.query_params.get("nothing") == "skip":
@@ -214,7 +223,7 @@ def _answer(rt: Runtime, form: Mapping[str, Any], digits: str) -> tuple[str, str
     if isinstance(recording, str) and recording:
         if digits == voice.SKIP_KEY:
             return voice.SKIP_KEY, None
-        return "", recording[:500]
+        return "", recording
     if digits and digits != "hangup":
         return digits, None
     speech = str(form.get("SpeechResult") or "")

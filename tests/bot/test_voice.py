@@ -646,3 +646,23 @@ async def test_calling_back_after_rating_is_told_it_is_rated(harness: Harness) -
     again = await Call(harness, phone="+8613900003333").start()
     assert ended(again) and "已完成" in spoken(again)
     assert len(ratings(harness)) == 1  # not a second unsolicited rating
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"SpeechResult": "五\x00"},
+        {"Digits": "5\x00"},
+        {"RecordingUrl": RECORDING + "x" * 600},
+    ],
+    ids=["nul-speech", "nul-digits", "long-recording-url"],
+)
+async def test_answers_a_database_cannot_keep_are_refused(
+    harness: Harness, field: dict[str, str]
+) -> None:
+    call = Call(harness)
+    await call.start()
+    assert call.action is not None
+    response = await call.post(call.action, **field)
+    assert response.status_code == 400 and "NUL character or is longer" in response.text
+    assert "总体评价" in spoken(await call.press("*"))  # the call goes on, nothing was lost
