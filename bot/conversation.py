@@ -183,18 +183,25 @@ class Conversations:
 
         await self._turn(event, step, lambda events, locale: "")
 
-    async def hang_up(self, event: InboundEvent) -> None:
+    async def hang_up(self, event: InboundEvent) -> list[tuple[VoucherIssued, str]]:
         """The call ended: an open conversation is closed as its expiry would close it (a rating
-        with an overall level is kept, ``incomplete``). A closed one stays until it expires, so a
-        caller who calls straight back is told the case is rated, as a texter would be."""
+        with an overall level is kept; ``complete`` if only optional questions were left). A
+        closed one stays until it expires, so a caller who calls straight back is told the case
+        is rated, as a texter would be. Returns the voucher the closing earned (with the
+        conversation's locale) for the caller to send, once: a re-delivery returns none."""
+        earned: list[tuple[VoucherIssued, str]] = []
 
         async def step(before: Session | None, now: datetime) -> Sprint:
             if before is None or before.step is None:
                 return Sprint(before, [])
             closing = await self._close(event, before, now, reason="hung_up")
+            earned.extend(
+                (e, before.locale) for e in closing.events if isinstance(e, VoucherIssued)
+            )
             return Sprint(closing.session, [])
 
         await self._turn(event, step, lambda events, locale: "")
+        return earned
 
     async def _close(
         self,

@@ -27,9 +27,10 @@ from bot.privacy import mask
 from bot.runtime import Runtime
 from channels.base import Delivery
 from channels.sms import render_text
+from channels.voucher import voucher_text
 from channels.wechat import WeChatSender
 from dialogs import engine
-from dialogs.events import Event, Say
+from dialogs.events import Event, Say, VoucherIssued
 from locales import gettext, ids
 from storage.models import Invitation, OutboundMessage, ServiceRecord
 
@@ -272,19 +273,55 @@ def _record_sent(
             invitation.reminded_at = invitation.reminded_at or now
         db.add(invitation)
         db.add(
-            OutboundMessage(
-                invitation_id=invitation_id,
-                purpose=purpose,
-                channel=channel,
-                to_mask=_contact_mask(rt, record, channel),
-                provider=delivery.provider,
-                provider_id=delivery.provider_id,
-                status=delivery.status,
-                error=delivery.error,
-                created_at=now,
-                updated_at=now,
+            outbound_message(
+                purpose, channel, _contact_mask(rt, record, channel), delivery, now, invitation_id
             )
         )
+
+
+def outbound_message(
+    purpose: str,
+    channel: str,
+    to_mask: str,
+    delivery: Delivery,
+    now: datetime,
+    invitation_id: int | None = None,
+) -> OutboundMessage:
+    """The record of one message ratebot sent on its own initiative, with the provider's answer."""
+    return OutboundMessage(
+        invitation_id=invitation_id,
+        purpose=purpose,
+        channel=channel,
+        to_mask=to_mask,
+        provider=delivery.provider,
+        provider_id=delivery.provider_id,
+        status=delivery.status,
+        error=delivery.error,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def send_voucher(
+    rt: Runtime, channel: str, record_no: str, voucher: VoucherIssued, locale: str
+) -> None:
+    """Tell a voucher earned when a conversation closed without the citizen there (it expired,
+    the call had ended): in its channel, or by SMS when that channel cannot send on its own (the
+    phone, Telegram). Recorded as an outbound message."""
+    now = rt.clock()
+    with DbSession(rt.db, expire_on_commit=False) as db:
+        record = db.exec(select(ServiceRecord).where(ServiceRecord.record_no == record_no)).one()
+    reachable = [
+        c for c in (channel, "sms") if c in rt.senders and getattr(record, CONTACTS[c][1], None)
+    ]
+    if not reachable:
+        log.warning("voucher of case %s earned, but no contact to tell it", record_no)
+        return
+    via = reachable[0]
+    _, contact = _contact(rt, record, via)
+    delivery = rt.senders[via].send_text(contact, voucher_text(voucher, locale))
+    with DbSession(rt.db) as db, db.begin():
+        db.add(outbound_message("voucher", via, _contact_mask(rt, record, via), delivery, now))
 
 
 async def send_reminder(rt: Runtime, invitation_id: int) -> None:

@@ -19,12 +19,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot import calls
 from bot.api import get_runtime
 from bot.conversation import Conversations, Render
+from bot.invitations import outbound_message
 from bot.privacy import InvalidPhone, mask, normalize_phone
 from bot.ratings import records, save_transcription
 from bot.runtime import Runtime
@@ -34,13 +36,12 @@ from channels.voucher import voucher_text
 from dialogs.events import Event, InboundEvent, Say, VoucherIssued
 from locales import gettext, ids
 from storage.base import ConversationBusy
-from storage.models import Invitation, OutboundMessage, Rating, UTCDateTime
+from storage.models import Invitation, Rating, UTCDateTime
 
 log = logging.getLogger("ratebot.voice")
 router = APIRouter(prefix="/channels/voice")
 invitations = Invitation.__table__  # type: ignore[attr-defined]
 ratings = Rating.__table__  # type: ignore[attr-defined]
-outbound_messages = OutboundMessage.__table__  # type: ignore[attr-defined]
 
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}  # a call's final statuses
 # What an answer may carry: nothing a database column cannot keep as it came.
@@ -198,21 +199,8 @@ def _text_voucher(
     except InvalidPhone:
         return  # an anonymous caller: the code was read out, there is nowhere to text it
     delivery = rt.senders["sms"].send_text(phone, voucher_text(voucher, locale))
-    now = rt.clock()
-    with rt.db.begin() as db:
-        db.execute(
-            sa.insert(outbound_messages).values(
-                purpose="voucher",
-                channel="sms",
-                to_mask=mask(phone),
-                provider=delivery.provider,
-                provider_id=delivery.provider_id,
-                status=delivery.status,
-                error=delivery.error,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    with DbSession(rt.db) as db, db.begin():
+        db.add(outbound_message("voucher", "sms", mask(phone), delivery, rt.clock()))
 
 
 def _answer(rt: Runtime, form: Mapping[str, Any], digits: str) -> tuple[str, str | None]:
@@ -255,7 +243,9 @@ async def call_status(request: Request) -> Response:
             channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:end"
         )
         with suppress(ConversationBusy):  # the expiry timer closes it instead
-            await Conversations(rt).hang_up(event)
+            # Hung up at "any comment?": finished, and a voucher it earned goes by SMS.
+            for voucher, locale in await Conversations(rt).hang_up(event):
+                await run_in_threadpool(_text_voucher, rt, form, voucher, locale)
     return Response(status_code=204)
 
 

@@ -19,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import calls
 from bot.conversation import Conversations, load_session, split_key
-from bot.invitations import dispatch_invitation, send_reminder
+from bot.invitations import dispatch_invitation, send_reminder, send_voucher
 from bot.runtime import Runtime
 from bot.vouchers import expire_due
 from dialogs import engine
+from dialogs.events import VoucherIssued
 from storage.models import Invitation, Rating
 
 log = logging.getLogger("ratebot.worker")
@@ -99,10 +100,16 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
                 await run_in_threadpool(_postpone, rt, rating_id, session.expires_at)
                 return
             sprint = engine.expire(rt.survey, session, now=now)
-            await run_in_threadpool(
+            told = await run_in_threadpool(
                 Conversations(rt).apply, sprint, session, channel, contact_hash, now
             )
             turn.save(None, ttl=1)
+            for voucher in (e for e in told.events if isinstance(e, VoucherIssued)):
+                # Finished but for the optional comment: a voucher nobody has told yet.
+                assert session.record_no is not None  # only a case's rating earns one
+                await run_in_threadpool(
+                    send_voucher, rt, channel, session.record_no, voucher, session.locale
+                )
         else:
             # The state store lost the conversation (an in-memory store restarted): keep the
             # rating with what the database has.

@@ -105,7 +105,7 @@ def resume(
     if command == "stop":
         events: list[Event] = [OptedOut(), Say(OPTOUT_CONFIRMED)]
         if session is not None and is_open:
-            events.append(RatingClosed(_outcome(session), "opted_out"))
+            events.append(RatingClosed(_outcome(survey, session), "opted_out"))
         return Sprint(None, events)
     if command == "start":
         return Sprint(session, [OptedIn(), Say(OPTIN_CONFIRMED)])
@@ -305,8 +305,23 @@ def _next(exit_: Any, answers: dict[str, Any]) -> str:
     raise AssertionError("unreachable: the survey validator requires a last case without 'when'")
 
 
-def _outcome(session: Session) -> Outcome:
-    return "incomplete" if "level" in session.answers else "discarded"
+def _outcome(survey: Survey, session: Session) -> Outcome:
+    """What a conversation closed before its end amounts to: ``complete`` when only optional
+    questions were left (every required step is answered: a citizen who hangs up at "any
+    comment?" finished), ``incomplete`` with an overall level, else ``discarded``."""
+    if "level" not in session.answers:
+        return "discarded"
+    return "complete" if _only_optional_left(survey, session) else "incomplete"
+
+
+def _only_optional_left(survey: Survey, session: Session) -> bool:
+    step_id = session.step
+    while step_id is not None and step_id != END:
+        step = survey.step(step_id)
+        if not (isinstance(step, TextStep) and step.optional):
+            return False
+        step_id = _next(step.next, session.answers)
+    return True
 
 
 def _close(
@@ -318,7 +333,7 @@ def _close(
 ) -> Sprint:
     """End the conversation. A session that holds a rating is kept, closed, until it expires so
     late messages get "already rated"; one without is forgotten."""
-    outcome: Outcome = "complete" if reason == "finished" else _outcome(session)
+    outcome: Outcome = "complete" if reason == "finished" else _outcome(survey, session)
     closed_event = RatingClosed(outcome, reason)
     if outcome == "discarded":
         return Sprint(None, [*events, closed_event])

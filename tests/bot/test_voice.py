@@ -666,3 +666,24 @@ async def test_answers_a_database_cannot_keep_are_refused(
     response = await call.post(call.action, **field)
     assert response.status_code == 400 and "NUL character or is longer" in response.text
     assert "总体评价" in spoken(await call.press("*"))  # the call goes on, nothing was lost
+
+
+async def test_hanging_up_at_the_optional_comment_finishes_and_texts_the_voucher(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.bot.parking_support import CODE, put_hall
+
+    await put_hall(harness, free_minutes=60)
+    await harness.report()
+    capsys.readouterr()
+    call = Call(harness)
+    await call.start()
+    for key in "3", "3", "3", "3":
+        await call.press(key)
+    await call.hang_up("completed")  # "any comment?" — and the caller is gone
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "complete"  # every required step answered
+    texted = capsys.readouterr().out
+    assert CODE.search(texted) and "+86 138****1234" in texted
+    await call.hang_up("completed")  # Twilio repeats the callback: nothing is sent again
+    assert capsys.readouterr().out == ""

@@ -323,3 +323,19 @@ def _rating(conn: sa.Connection, record_id: int, conversation_id: str, **values:
             "count": values.get("evaluation_count", 1),
         },
     )
+
+
+async def test_a_rating_that_expires_at_the_optional_comment_earns_and_texts_its_voucher(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await put_hall(harness)
+    await harness.report(RECORD)
+    await harness.reply_text("5 4 5 5")  # then silence at "any comment?"
+    capsys.readouterr()
+    harness.clock.advance(hours=73)
+    await worker.run_due(harness.rt)
+    [row] = voucher_rows(harness)
+    assert row.state == "issued"
+    texted = capsys.readouterr().out
+    assert "[outbox sms] to +86 138****1234" in texted and HALL_NAME in texted
+    assert harness.rt.privacy.decrypt(row.code_enc) in texted.replace("-", "")
