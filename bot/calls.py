@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import Session as DbSession
 from sqlmodel import col, select
@@ -27,10 +28,10 @@ from sqlmodel import col, select
 from bot import invitations
 from bot.optouts import is_opted_out
 from bot.privacy import mask
-from bot.ratings import complaints, follow_up_due, ratings
+from bot.ratings import complaints, follow_up_due, ratings, records
 from bot.runtime import Runtime
 from channels.base import Delivery
-from storage.models import CallAttempt, Invitation, ServiceRecord
+from storage.models import CallAttempt, Invitation, OptOut, ServiceRecord
 
 log = logging.getLogger("ratebot.calls")
 
@@ -38,6 +39,7 @@ log = logging.getLogger("ratebot.calls")
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
 RETRIED = {"busy", "no-answer", "machine"}
 INTERRUPTED_AFTER = timedelta(minutes=10)
+opt_outs = OptOut.__table__  # type: ignore[attr-defined]
 UNDER_WAY = ("scheduled", "calling", "queued", "initiated", "ringing", "in-progress")
 
 
@@ -84,6 +86,11 @@ def call_case(rt: Runtime, record_no: str, now: datetime) -> int:
             raise CannotCall("the citizen opted out of invitations")
         if follow_up_due(db.connection(), record.id):
             purpose = "callback"
+            db.exec(  # type: ignore[call-overload]
+                update(complaints)
+                .where(complaints.c.rating_id == _first_rating(record.id))
+                .values(callback_at=now)
+            )
         elif db.exec(select(ratings.c.id).where(ratings.c.record_id == record.id)).first():
             raise CannotCall("the case is rated (一事一评) and no callback is due")
         else:
@@ -126,38 +133,52 @@ def _schedule(
     return attempt.id
 
 
+def _first_rating(record_id: int) -> Any:
+    return (
+        sa.select(ratings.c.id)
+        .where(ratings.c.record_id == record_id, ratings.c.evaluation_count == 1)
+        .scalar_subquery()
+    )
+
+
 def schedule_callbacks(rt: Runtime, now: datetime, limit: int) -> int:
     """Schedule the callback (回访) of every bad review that asked for one, made at least
-    ``RATEBOT_CALLBACK_AFTER_HOURS`` ago and not yet called about. The number scheduled."""
+    ``RATEBOT_CALLBACK_AFTER_HOURS`` ago, whose citizen has a phone and did not opt out. Each is
+    claimed by setting its complaint's ``callback_at`` only where it is still unset, so of
+    several workers one schedules it. The number scheduled."""
     hours = rt.settings.callback_after_hours
     if not hours:
         return 0
-    called = (
-        select(CallAttempt.id)
-        .join(Invitation, col(Invitation.id) == CallAttempt.invitation_id)
-        .where(Invitation.record_id == ratings.c.record_id, CallAttempt.purpose == "callback")
-        .exists()
-    )
+    opted_out = sa.exists().where(opt_outs.c.contact_hash == records.c.phone_hash)
+    scheduled = 0
     with DbSession(rt.db) as db, db.begin():
-        record_ids = db.exec(
-            select(ratings.c.record_id)
-            .join(complaints, complaints.c.rating_id == ratings.c.id)
+        due_ = db.exec(
+            select(complaints.c.rating_id, ratings.c.record_id)
+            .join(ratings, ratings.c.id == complaints.c.rating_id)
+            .join(records, records.c.id == ratings.c.record_id)
             .where(
+                complaints.c.wants_callback.is_(True),
+                complaints.c.callback_at.is_(None),
                 ratings.c.evaluation_count == 1,
                 ratings.c.level <= 2,
                 ratings.c.status != "in_progress",
                 ratings.c.submitted_at <= now - timedelta(hours=hours),
-                complaints.c.wants_callback.is_(True),
-                ratings.c.record_id.is_not(None),
-                ~called,
+                records.c.phone_hash.is_not(None),
+                ~opted_out,
             )
+            .order_by(ratings.c.submitted_at)
             .limit(limit)
         ).all()
-        for record_id in record_ids:
-            record = db.get_one(ServiceRecord, record_id)
-            if record.phone_hash and not is_opted_out(db.connection(), record.phone_hash):
-                _schedule(db, rt, record, "callback", now)
-    return len(record_ids)
+        for rating_id, record_id in due_:
+            claimed = db.exec(  # type: ignore[call-overload]
+                update(complaints)
+                .where(complaints.c.rating_id == rating_id, complaints.c.callback_at.is_(None))
+                .values(callback_at=now)
+            )
+            if claimed.rowcount == 1:
+                _schedule(db, rt, db.get_one(ServiceRecord, record_id), "callback", now)
+                scheduled += 1
+    return scheduled
 
 
 def due(rt: Runtime, now: datetime, limit: int) -> list[int]:
@@ -168,7 +189,7 @@ def due(rt: Runtime, now: datetime, limit: int) -> list[int]:
             update(CallAttempt)
             .where(
                 col(CallAttempt.status) == "calling",
-                col(CallAttempt.scheduled_at) <= now - INTERRUPTED_AFTER,
+                col(CallAttempt.started_at) <= now - INTERRUPTED_AFTER,
             )
             .values(status="failed", error="interrupted", ended_at=now)
         )
@@ -193,7 +214,7 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
                 col(CallAttempt.status) == "scheduled",
                 col(CallAttempt.scheduled_at) <= now,
             )
-            .values(status="calling")
+            .values(status="calling", started_at=now)
         )
         if claimed.rowcount != 1:
             return None
@@ -204,9 +225,9 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
             return None
         invitation = db.get_one(Invitation, attempt.invitation_id)
         record = db.get_one(ServiceRecord, invitation.record_id)
-        if record.phone_hash and is_opted_out(db.connection(), record.phone_hash):
-            # STOP (by SMS, or said on an earlier call) arrived while the call waited.
-            attempt.status, attempt.error, attempt.ended_at = "canceled", "opted_out", now
+        reason = _no_longer_wanted(db, record, attempt.purpose)
+        if reason is not None:  # it changed while the call waited (STOP, a rating elsewhere)
+            attempt.status, attempt.error, attempt.ended_at = "canceled", reason, now
             db.add(attempt)
             return None
     assert record.phone_enc, "a voice invitation without a phone is suppressed"
@@ -220,14 +241,30 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
         phone, answer_url=f"{base}?{query}", status_url=f"{base}/status?attempt={attempt_id}"
     )
     with DbSession(rt.db) as db, db.begin():
-        attempt = db.get_one(CallAttempt, attempt_id)
-        attempt.call_sid, attempt.started_at = delivery.provider_id, now
-        attempt.status, attempt.error = delivery.status[:16], delivery.error
-        if delivery.status in ("failed", "not placed"):
-            attempt.ended_at = now
-        db.add(attempt)
+        # Only while still claimed: a worker that took the claim for dead must not be undone.
+        db.exec(  # type: ignore[call-overload]
+            update(CallAttempt)
+            .where(col(CallAttempt.id) == attempt_id, col(CallAttempt.status) == "calling")
+            .values(
+                call_sid=delivery.provider_id,
+                status=delivery.status[:16],
+                error=delivery.error,
+                ended_at=now if delivery.status in ("failed", "not placed") else None,
+            )
+        )
     log.info("call %s placed to %s: %s", attempt_id, mask(phone), delivery.status)
     return delivery
+
+
+def _no_longer_wanted(db: DbSession, record: ServiceRecord, purpose: str) -> str | None:
+    """Why a waiting call should not be placed any more, if it should not."""
+    assert record.id is not None
+    if record.phone_hash and is_opted_out(db.connection(), record.phone_hash):
+        return "opted_out"
+    if purpose == "callback":
+        return None if follow_up_due(db.connection(), record.id) else "not_due"
+    rated = db.exec(select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
+    return "rated" if rated is not None else None
 
 
 def _attempt(db: DbSession, attempt_id: str, call_sid: str) -> CallAttempt | None:
@@ -275,6 +312,7 @@ def record_call_status(rt: Runtime, attempt_id: str, call_sid: str, state: str) 
             db.add(
                 CallAttempt(
                     invitation_id=attempt.invitation_id,
+                    purpose=attempt.purpose,
                     attempt=attempt.attempt + 1,
                     status="scheduled",
                     scheduled_at=call_time(

@@ -163,6 +163,7 @@ def cmd_call(args: argparse.Namespace) -> None:
     review whose citizen asked for one, to follow it up (回访)."""
     from bot import calls
     from bot.runtime import Runtime
+    from storage.models import CallAttempt
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -170,14 +171,18 @@ def cmd_call(args: argparse.Namespace) -> None:
     try:
         attempt_id = calls.call_case(rt, args.record_no, utcnow())
         delivery = calls.place(rt, attempt_id)
+        with DbSession(rt.db) as db:
+            attempt = db.get_one(CallAttempt, attempt_id)
     except calls.CannotCall as exc:
         sys.exit(f"ratebot: {exc}")
     finally:
         asyncio.run(rt.close())
-    if delivery is None:
+    if delivery is not None:
+        print(f"call {delivery.status}" + (f": {delivery.error}" if delivery.error else ""))
+    elif attempt.status == "scheduled":
         print(f"outside calling hours ({settings.calling_hours}): the worker will place the call")
     else:
-        print(f"call {delivery.status}" + (f": {delivery.error}" if delivery.error else ""))
+        print(f"call {attempt.status}" + (f": {attempt.error}" if attempt.error else ""))
 
 
 def cmd_simulate_sms(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from bot import metrics
 from bot.optouts import opt_in, opt_out
 from bot.ratings import follow_up_due, ratings, records, save_rating
 from bot.runtime import Runtime
-from bot.vouchers import issue_voucher
+from bot.vouchers import issue_voucher, voucher_for_case
 from dialogs import engine
 from dialogs.events import (
     Answered,
@@ -110,6 +110,8 @@ class Conversations:
                 sprint = await run_in_threadpool(
                     self.apply, sprint, before, event.channel, event.sender, now
                 )
+            elif before is not None and before.record_no is not None:
+                sprint = await self._reminding(sprint, before.record_no)
             return sprint
 
         reply = await self._turn(event, step, render)
@@ -133,7 +135,7 @@ class Conversations:
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
             if case.rated if evaluation_count == 1 else not case.follow_up_due:
-                return Sprint(before, [Say(engine.ALREADY_RATED)])
+                return await self._reminding(Sprint(before, [Say(engine.ALREADY_RATED)]), record_no)
             if before is not None and before.step is not None:
                 if before.record_no == record_no:  # the same case: its current question again
                     return engine.ask(self.rt.survey, before)
@@ -202,6 +204,17 @@ class Conversations:
 
         await self._turn(event, step, lambda events, locale: "")
         return earned
+
+    async def _reminding(self, sprint: Sprint, record_no: str) -> Sprint:
+        """Telling a citizen their case is rated also tells its voucher again, if it earned one:
+        the way back to a lost code."""
+        if Say(engine.ALREADY_RATED) not in sprint.events:
+            return sprint
+        rt = self.rt
+        voucher = await run_in_threadpool(
+            voucher_for_case, rt.db, rt.privacy, rt.settings.public_url, record_no
+        )
+        return sprint if voucher is None else Sprint(sprint.session, [*sprint.events, voucher])
 
     async def _close(
         self,

@@ -63,6 +63,8 @@ key_halls = ApiKeyHall.__table__  # type: ignore[attr-defined]
 redemptions = Redemption.__table__  # type: ignore[attr-defined]
 
 MAX_REPORT_DAYS = 366
+YEARS = (2000, 2100)  # the times a gate or a report may name: far from any calendar's edge
+MAX_STAY = timedelta(days=366)
 
 
 # --- guessing codes -------------------------------------------------------------------------
@@ -158,8 +160,13 @@ class RedeemIn(BaseModel):
 
     @model_validator(mode="after")
     def _exit_after_entry(self) -> RedeemIn:
+        for moment in (self.entered_at, self.exited_at):
+            if not YEARS[0] <= moment.year <= YEARS[1]:
+                raise ValueError(f"times must be within the years {YEARS[0]}-{YEARS[1]}")
         if self.exited_at < self.entered_at:
             raise ValueError("exited_at is before entered_at")
+        if self.exited_at - self.entered_at > MAX_STAY:
+            raise ValueError(f"a stay longer than {MAX_STAY.days} days is not a parking visit")
         return self
 
 
@@ -272,13 +279,16 @@ def _redeem(
     rt: Runtime, key: ApiKey, code: str, body: RedeemIn, idempotency_key: str | None
 ) -> Answer | None:
     """The answer to one redemption (``None``: no such voucher)."""
+    # Keyed by the code's HMAC, never the code: what is stored must not lead back to it.
     fingerprint = hashlib.sha256(
-        json.dumps([code, body.model_dump(mode="json")], sort_keys=True).encode()
+        json.dumps(
+            [code_hash(rt.privacy, code), body.model_dump(mode="json")], sort_keys=True
+        ).encode()
     ).hexdigest()
     now = rt.clock()
     with rt.db.connect() as conn:
         if idempotency_key is not None:
-            first = _first_answer(conn, key, idempotency_key, fingerprint)
+            first = _first_answer(conn, key, idempotency_key, fingerprint, code)
             conn.rollback()  # end the read's implicit transaction: the redemption has its own
             if first is not None:
                 return first
@@ -292,13 +302,15 @@ def _redeem(
                             idempotency_key=idempotency_key,
                             fingerprint=fingerprint,
                             status_code=answer.status,
-                            response=answer.body,
+                            # the code blanked: it is kept only hashed (put back on replay)
+                            response=answer.body
+                            | ({"code": None} if "code" in answer.body else {}),
                             created_at=now,
                         )
                     )
         except IntegrityError:  # the same Idempotency-Key, concurrently: it answered first
             assert idempotency_key is not None
-            first = _first_answer(conn, key, idempotency_key, fingerprint)
+            first = _first_answer(conn, key, idempotency_key, fingerprint, code)
             if first is None:
                 raise
             return first
@@ -306,7 +318,7 @@ def _redeem(
 
 
 def _first_answer(
-    conn: sa.Connection, key: ApiKey, idempotency_key: str, fingerprint: str
+    conn: sa.Connection, key: ApiKey, idempotency_key: str, fingerprint: str, code: str
 ) -> Answer | None:
     """The stored answer to the first request with this key's ``idempotency_key``, if any."""
     stored = conn.execute(
@@ -321,7 +333,10 @@ def _first_answer(
         return None
     if stored.fingerprint != fingerprint:
         return Answer(422, {"detail": "this Idempotency-Key was used for a different request"})
-    return Answer(stored.status_code, dict(stored.response))
+    body = dict(stored.response)
+    if "code" in body:
+        body["code"] = display_code(code)
+    return Answer(stored.status_code, body)
 
 
 def _redeem_once(
@@ -483,6 +498,8 @@ def vouchers_report(
     now = rt.clock()
     until = until or now.astimezone(rt.settings.zone).date()
     since = since or until - timedelta(days=29)
+    if not (YEARS[0] <= since.year and until.year <= YEARS[1]):
+        raise HTTPException(422, f"from and to must be within the years {YEARS[0]}-{YEARS[1]}")
     if since > until:
         raise HTTPException(422, "from is after to")
     if (until - since).days >= MAX_REPORT_DAYS:

@@ -30,7 +30,7 @@ from bot.invitations import outbound_message
 from bot.privacy import InvalidPhone, mask, normalize_phone
 from bot.ratings import records, save_transcription
 from bot.runtime import Runtime
-from bot.webhooks import twilio_form
+from bot.webhooks import public_url, twilio_form
 from channels import voice
 from channels.voucher import voucher_text
 from dialogs.events import Event, InboundEvent, Say, VoucherIssued
@@ -76,6 +76,7 @@ def _renderer(
     *,
     welcome: bool = False,
     vouchers: list[tuple[VoucherIssued, str]] | None = None,
+    can_text: bool = True,
 ) -> Render:
     """TwiML for the engine's events, whose answer comes back as ``turn``. A voucher told in
     them is also put in ``vouchers`` (with the locale), to be sent by SMS."""
@@ -85,7 +86,7 @@ def _renderer(
         if vouchers is not None:
             vouchers.extend((e, locale) for e in events if isinstance(e, VoucherIssued))
         said = [Say(ids.VOICE_WELCOME), *events] if welcome else events
-        return voice.render(said, locale, action=action, style=rt.voice)
+        return voice.render(said, locale, action=action, style=rt.voice, can_text=can_text)
 
     return render
 
@@ -94,13 +95,14 @@ def _twiml(text: str) -> Response:
     return Response(text, media_type=TWIML)
 
 
-def _busy(rt: Runtime, turn: int) -> Response:
-    """The conversation stayed locked past the wait (a stuck turn): say so and ask again."""
+def _busy(rt: Runtime, request: Request) -> Response:
+    """The conversation stayed locked past the wait (a stuck turn): say so, and come back to the
+    same URL (the same case, turn and attempt; an answer counts as none)."""
     log.warning("conversation busy; the caller is asked again")
     response = VoiceResponse()
     locale = rt.settings.default_locale
     response.say(gettext(locale, ids.ERROR_BUSY), language=voice.LANGUAGES.get(locale))
-    response.redirect(f"{rt.settings.public_url}/channels/voice/answer?turn={turn}", method="POST")
+    response.redirect(public_url(request, rt.settings.public_url), method="POST")
     return _twiml(str(response))
 
 
@@ -122,7 +124,8 @@ async def call_started(request: Request) -> Response:
     event = InboundEvent(
         channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:0"
     )
-    render = _renderer(rt, 1, welcome=True)
+    vouchers: list[tuple[VoucherIssued, str]] = []
+    render = _renderer(rt, 1, welcome=True, vouchers=vouchers, can_text=_number(form) is not None)
     conversations = Conversations(rt)
     record_no = request.query_params.get("record_no")
     try:
@@ -141,7 +144,8 @@ async def call_started(request: Request) -> Response:
         else:
             reply = await conversations.ask(event, render)
     except ConversationBusy:
-        return _busy(rt, 0)
+        return _busy(rt, request)
+    await _text_vouchers(rt, form, vouchers, reply.repeated)
     return _twiml(reply.text)
 
 
@@ -174,7 +178,7 @@ async def call_answered(request: Request) -> Response:
         delivery_id=f"voice:{call_sid}:{turn}",
     )
     vouchers: list[tuple[VoucherIssued, str]] = []
-    render = _renderer(rt, turn + 1, vouchers=vouchers)
+    render = _renderer(rt, turn + 1, vouchers=vouchers, can_text=_number(form) is not None)
     conversations = Conversations(rt)
     try:
         if digits == voice.REPEAT_KEY:
@@ -182,21 +186,40 @@ async def call_answered(request: Request) -> Response:
         else:
             reply = await conversations.handle(event, render)
     except ConversationBusy:
-        return _busy(rt, turn)
-    if vouchers and not reply.repeated:
-        await run_in_threadpool(_text_voucher, rt, form, *vouchers[0])
+        return _busy(rt, request)
+    await _text_vouchers(rt, form, vouchers, reply.repeated)
     return _twiml(reply.text)
+
+
+def _number(form: Mapping[str, Any]) -> str | None:
+    """The citizen's phone number on this call, if it is one (not an anonymous caller)."""
+    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
+    try:
+        return normalize_phone(str(form.get("To" if outbound else "From") or ""))
+    except InvalidPhone:
+        return None
+
+
+async def _text_vouchers(
+    rt: Runtime,
+    form: Mapping[str, Any],
+    vouchers: list[tuple[VoucherIssued, str]],
+    repeated: bool,
+) -> None:
+    """A voucher read out on the call also goes by SMS, to show at the gate — once: a retried
+    request (the same TwiML again) sends nothing."""
+    if repeated:
+        return
+    for voucher, locale in vouchers:
+        await run_in_threadpool(_text_voucher, rt, form, voucher, locale)
 
 
 def _text_voucher(
     rt: Runtime, form: Mapping[str, Any], voucher: VoucherIssued, locale: str
 ) -> None:
-    """The voucher read out on the call also goes by SMS, to show at the gate: to the caller's
-    number, from the form (it is never stored)."""
-    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
-    try:
-        phone = normalize_phone(str(form.get("To" if outbound else "From") or ""))
-    except InvalidPhone:
+    """Text a voucher to the caller's number, taken from the form (it is never stored)."""
+    phone = _number(form)
+    if phone is None:
         return  # an anonymous caller: the code was read out, there is nowhere to text it
     delivery = rt.senders["sms"].send_text(phone, voucher_text(voucher, locale))
     with DbSession(rt.db) as db, db.begin():

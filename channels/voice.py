@@ -63,12 +63,20 @@ class VoiceStyle:
         return cls(audio=audio, **options)
 
 
-def render(events: Sequence[Event], locale: str, *, action: str, style: VoiceStyle) -> str:
+def render(
+    events: Sequence[Event],
+    locale: str,
+    *,
+    action: str,
+    style: VoiceStyle,
+    can_text: bool = True,
+) -> str:
     """TwiML for what the engine said. A question gathers its answer (or records it) and posts
-    it to ``action``; with no question left the call ends."""
+    it to ``action``; with no question left the call ends. ``can_text``: a voucher read out is
+    also texted to the caller (not to an anonymous one)."""
     response = VoiceResponse()
     prompt = next((e for e in events if isinstance(e, Prompt)), None)
-    statements = [_statement(e) for e in events if isinstance(e, Say | VoucherIssued)]
+    statements = [_statement(e, can_text) for e in events if isinstance(e, Say | VoucherIssued)]
     if prompt is None:
         for say in statements:
             _speak(response, locale, say.message, say.params, style)
@@ -95,13 +103,14 @@ def render(events: Sequence[Event], locale: str, *, action: str, style: VoiceSty
     return str(response)
 
 
-def _statement(event: Say | VoucherIssued) -> Say:
-    """A voucher is read out: its code one character at a time, twice (the SMS has it too)."""
+def _statement(event: Say | VoucherIssued, can_text: bool) -> Say:
+    """A voucher is read out: its code one character at a time, twice (and said to be texted,
+    when it is)."""
     if isinstance(event, Say):
         return event
     spelled = "，".join(event.scan_data)
     return Say(
-        ids.VOICE_VOUCHER,
+        ids.VOICE_VOUCHER if can_text else ids.VOICE_VOUCHER_SPOKEN,
         {
             "hall": event.hall,
             "minutes": event.free_minutes,

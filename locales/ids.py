@@ -32,6 +32,9 @@ VOICE_SKIP = N_("voice.skip")
 VOICE_REPEAT = N_("voice.repeat")
 VOICE_RECORD = N_("voice.record")
 VOICE_VOUCHER = N_("voice.voucher")  # {hall} {minutes} {code} {expires}
+VOICE_VOUCHER_SPOKEN = N_(
+    "voice.voucher.spoken"
+)  # the same, not texted: {hall} {minutes} {code} {expires}
 # --- parking vouchers (issue #5) ---
 VOUCHER_ISSUED = N_("voucher.issued")  # {hall} {minutes} {code} {expires} {url}
 VOUCHER_PAGE_TITLE = N_("voucher.page.title")

@@ -163,6 +163,7 @@ class Complaint(SQLModel, table=True):
     problems: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     details: str | None = Field(default=None, sa_type=sa.Text)
     wants_callback: bool | None = None
+    callback_at: datetime | None = _time()  # when its callback (回访) call was scheduled
 
 
 class OptOut(SQLModel, table=True):

@@ -378,6 +378,9 @@ async def test_a_redeemed_voucher_cannot_be_revoked(harness: Harness) -> None:
         exit_body(entered_at="2026-11-27T09:00:00"),  # no time zone
         exit_body(exited_at="2026-11-27T08:00:00+08:00"),  # before it entered
         exit_body(gate="extra"),
+        exit_body(entered_at="0001-01-01T00:00:00+05:00"),  # overflows UTC
+        exit_body(exited_at="9999-12-31T23:59:59-05:00"),
+        exit_body(entered_at="2001-01-01T00:00:00Z"),  # a 25-year stay
         [1, 2],
     ],
 )
@@ -456,6 +459,8 @@ async def test_the_report_counts_per_hall_and_local_day(harness: Harness) -> Non
         ({"from": "2026-11-30", "to": "2026-11-01"}, 422),
         ({"from": "2025-01-01", "to": "2026-11-30"}, 422),
         ({"from": "yesterday"}, 422),
+        ({"from": "0001-01-01", "to": "0001-01-02"}, 422),  # the calendar's edge
+        ({"from": "9999-12-30", "to": "9999-12-31"}, 422),
         ({"hall": "NOPE"}, 404),
         ({"hall": "YT\x00001"}, 422),
     ],

@@ -687,3 +687,147 @@ async def test_hanging_up_at_the_optional_comment_finishes_and_texts_the_voucher
     assert CODE.search(texted) and "+86 138****1234" in texted
     await call.hang_up("completed")  # Twilio repeats the callback: nothing is sent again
     assert capsys.readouterr().out == ""
+
+
+async def test_a_busy_callback_is_retried_as_a_callback(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    await dialer.report()
+    for answer in "1", "2", "2", "1", "3", "0", "1":  # a bad review; call me back: yes
+        await dialer.reply_text(answer)
+    dialer.clock.advance(hours=72)
+    await worker.run_due(dialer.rt)
+    [first] = attempts(dialer)
+    busy = Call(dialer, outbound=True)
+    busy.sid = first.call_sid
+    await busy.hang_up("busy", f"?attempt={first.id}")
+    dialer.clock.advance(minutes=61)
+    await worker.run_due(dialer.rt)
+    assert [(a.purpose, a.attempt) for a in attempts(dialer)] == [("callback", 1), ("callback", 2)]
+    assert "purpose=callback" in fake_twilio.calls[1]["Url"]
+
+
+async def test_a_call_waiting_for_calling_hours_is_dropped_once_the_case_is_rated(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    dialer.clock.advance(hours=11)  # 21:00: the call waits for 09:00
+    await dialer.report(channel="voice")
+    call = Call(dialer)  # the citizen calls the rating line meanwhile and rates
+    await call.start()
+    for key in "4", "4", "4", "4":
+        await call.press(key)
+    await call.record_nothing()
+    dialer.clock.advance(hours=12)
+    await worker.run_due(dialer.rt)
+    assert fake_twilio.calls == []
+    [attempt] = attempts(dialer)
+    assert attempt.status == "canceled" and attempt.error == "rated"
+
+
+async def test_a_call_being_placed_is_not_taken_for_dead_by_another_worker(
+    dialer: Harness, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import calls
+
+    dialer.clock.advance(hours=11)
+    await dialer.report(channel="voice")  # scheduled for 09:00
+    dialer.clock.advance(hours=12, minutes=30)  # placed half an hour after it was due
+    place_call = dialer.rt.caller.place_call
+
+    def slow_twilio(to: str, **urls: str):  # another worker looks while Twilio answers
+        calls.due(dialer.rt, dialer.clock(), 100)
+        return place_call(to, **urls)
+
+    monkeypatch.setattr(dialer.rt.caller, "place_call", slow_twilio)
+    await worker.run_due(dialer.rt)
+    [attempt] = attempts(dialer)
+    assert attempt.status == "queued" and attempt.ended_at is None and attempt.call_sid
+
+
+async def test_a_busy_conversation_at_call_start_comes_back_to_the_same_url(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.conversation import Conversations
+    from storage.base import ConversationBusy
+
+    await harness.report()
+    open_case = Conversations.open_case
+    calls = 0
+
+    async def stuck_once(self: Conversations, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConversationBusy("stuck")
+        return await open_case(self, *args, **kwargs)
+
+    monkeypatch.setattr(Conversations, "open_case", stuck_once)
+    call = Call(harness)
+    busy = await call.start(f"?record_no={RECORD}")
+    redirect = busy.find("Redirect")
+    assert redirect is not None and "系统繁忙" in spoken(busy)
+    assert redirect.text == f"{PUBLIC_URL}/channels/voice?record_no={RECORD}"
+    again = await call.follow(redirect.text)
+    assert "总体评价" in spoken(again)
+    for key in "5", "5", "5", "5":
+        await call.press(key)
+    await call.record_nothing()
+    rating = await rating_of(harness)
+    assert rating is not None and not rating["unsolicited"]  # still the transferred case
+
+
+async def test_callbacks_skip_citizens_who_opted_out_and_schedule_once(
+    dialer: Harness, fake_twilio: FakeTwilio
+) -> None:
+    from bot import calls
+
+    await dialer.report()
+    for answer in "1", "2", "2", "1", "3", "0", "1":
+        await dialer.reply_text(answer)
+    await dialer.report("370200-2026-0002", phone="+8613900004444")
+    for answer in "2", "2", "2", "2", "1", "0", "1":
+        await dialer.reply_text(answer, phone="+8613900004444")
+    await dialer.reply_text("TD", phone="+8613900004444")
+    dialer.clock.advance(hours=72)
+    now = dialer.clock()
+    assert calls.schedule_callbacks(dialer.rt, now, 100) == 1
+    assert calls.schedule_callbacks(dialer.rt, now, 100) == 0  # claimed: never twice
+    [attempt] = attempts(dialer)
+    assert attempt.purpose == "callback"
+
+
+async def test_an_anonymous_caller_hears_the_voucher_without_a_promised_sms(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.bot.parking_support import put_hall
+
+    await put_hall(harness)
+    await harness.report(phone=None)
+    capsys.readouterr()
+    call = Call(harness, phone="anonymous")
+    await call.start(f"?record_no={RECORD}")
+    for key in "5", "5", "5", "5":
+        await call.press(key)
+    done = await call.record_nothing()
+    words = spoken(done)
+    assert "免费停车" in words and "请记下停车码" in words and "短信" not in words
+    assert "[outbox" not in capsys.readouterr().out
+
+
+async def test_calling_again_after_rating_reads_the_voucher_and_texts_it(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.bot.parking_support import CODE, put_hall
+
+    await put_hall(harness)
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    for key in "4", "4", "4", "4":
+        await call.press(key)
+    await call.record_nothing()
+    await call.hang_up()
+    capsys.readouterr()
+    again = await Call(harness).start(f"?record_no={RECORD}")
+    assert ended(again) and "已完成" in spoken(again) and "免费停车" in spoken(again)
+    assert CODE.search(capsys.readouterr().out)

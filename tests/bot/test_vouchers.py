@@ -339,3 +339,13 @@ async def test_a_rating_that_expires_at_the_optional_comment_earns_and_texts_its
     texted = capsys.readouterr().out
     assert "[outbox sms] to +86 138****1234" in texted and HALL_NAME in texted
     assert harness.rt.privacy.decrypt(row.code_enc) in texted.replace("-", "")
+
+
+async def test_a_citizen_writing_after_the_rating_is_told_the_voucher_again(
+    harness: Harness,
+) -> None:
+    await put_hall(harness)
+    thanks = await finish_rating(harness, RECORD)
+    code = voucher_code(thanks)
+    again = await harness.reply_text("停车码是多少")
+    assert "已完成" in again and code in again  # the way back to a lost code

@@ -23,6 +23,10 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "complaints",
+        sa.Column("callback_at", storage.models.UTCDateTime(timezone=True), nullable=True),
+    )
     op.create_table(
         "rating_recordings",
         sa.Column("rating_id", sa.Integer(), nullable=False),
@@ -64,3 +68,4 @@ def downgrade() -> None:
     op.drop_table("call_attempts")
     op.drop_index(op.f("ix_rating_recordings_url"), table_name="rating_recordings")
     op.drop_table("rating_recordings")
+    op.drop_column("complaints", "callback_at")
