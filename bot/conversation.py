@@ -134,8 +134,11 @@ class Conversations:
             case = await run_in_threadpool(_case, self.rt, record_no)
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
-            if case.rated if evaluation_count == 1 else not case.follow_up_due:
-                return await self._reminding(Sprint(before, [Say(engine.ALREADY_RATED)]), record_no)
+            # A callback's re-rating is open only while the follow-up is due (then once).
+            rated = case.rated if evaluation_count == 1 else not case.follow_up_due
+            if rated:
+                told = Sprint(before, [Say(engine.ALREADY_RATED)])
+                return await self._reminding(told, record_no)
             if before is not None and before.step is not None:
                 if before.record_no == record_no:  # the same case: its current question again
                     return engine.ask(self.rt.survey, before)

@@ -62,12 +62,21 @@ def _caller(rt: Runtime, form: Mapping[str, Any]) -> tuple[str, str]:
     """(call sid, keyed hash of the citizen's number). On a call ratebot placed the citizen is
     ``To``; an anonymous caller's conversation is the call's own."""
     call_sid = _field(form, "CallSid")
-    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
-    number = _field(form, "To" if outbound else "From")
+    _field(form, "To" if _outbound(form) else "From")
+    phone = _number(form)
+    return call_sid, rt.privacy.contact_hash(phone or f"call:{call_sid}")
+
+
+def _outbound(form: Mapping[str, Any]) -> bool:
+    return str(form.get("Direction", "inbound")).startswith("outbound")
+
+
+def _number(form: Mapping[str, Any]) -> str | None:
+    """The citizen's phone number on this call, if it is one (not an anonymous caller)."""
     try:
-        return call_sid, rt.privacy.contact_hash(normalize_phone(number))
+        return normalize_phone(str(form.get("To" if _outbound(form) else "From") or ""))
     except InvalidPhone:
-        return call_sid, rt.privacy.contact_hash(f"call:{call_sid}")
+        return None
 
 
 def _renderer(
@@ -130,14 +139,12 @@ async def call_started(request: Request) -> Response:
     record_no = request.query_params.get("record_no")
     try:
         if record_no:
-            purpose = request.query_params.get("purpose")
-            source = (
-                "transfer"
-                if attempt is None
-                else "callback"
-                if purpose == "callback"
-                else "invitation"
-            )
+            # A call ratebot placed (an attempt) is an invitation or a callback (回访); a call
+            # put through with its case number, a hotline transfer.
+            source = "transfer"
+            if attempt is not None:
+                callback = request.query_params.get("purpose") == "callback"
+                source = "callback" if callback else "invitation"
             reply = await conversations.open_case(event, record_no, render, source=source)
         elif (pending := await run_in_threadpool(pending_case, rt, contact_hash)) is not None:
             reply = await conversations.open_case(event, pending, render, source="invitation")
@@ -189,15 +196,6 @@ async def call_answered(request: Request) -> Response:
         return _busy(rt, request)
     await _text_vouchers(rt, form, vouchers, reply.repeated)
     return _twiml(reply.text)
-
-
-def _number(form: Mapping[str, Any]) -> str | None:
-    """The citizen's phone number on this call, if it is one (not an anonymous caller)."""
-    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
-    try:
-        return normalize_phone(str(form.get("To" if outbound else "From") or ""))
-    except InvalidPhone:
-        return None
 
 
 async def _text_vouchers(
