@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlmodel import Session as DbSession
 from twilio.request_validator import RequestValidator
 
@@ -62,6 +63,7 @@ class Harness:
     rt: Runtime
     clock: FakeClock
     sids: Iterator[int] = field(default_factory=lambda: count(1))
+    app: FastAPI | None = None  # for a test that looks at the app's own state
 
     def signed(self, path: str, form: dict[str, str]) -> dict[str, str]:
         signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
@@ -147,7 +149,7 @@ async def serving(settings: Settings, clock: FakeClock) -> AsyncIterator[Harness
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
-            yield Harness(client=client, rt=app.state.runtime, clock=clock)
+            yield Harness(client=client, rt=app.state.runtime, clock=clock, app=app)
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ import sqlalchemy as sa
 from aiogram.types import CallbackQuery, Chat, Message, MessageEntity, Update, User
 from pydantic import ValidationError
 
-from bot.app import create_app
 from bot.cli import main
 from bot.conversation import conversation_key
 from bot.settings import Settings
 from channels import telegram
-from tests.bot.conftest import FakeClock, Harness, make_settings
+from tests.bot.conftest import FakeClock, Harness, make_settings, serving
 from tests.fakes.telegram_api import TOKEN, Call, FakeTelegram
 
 SECRET = "tg-secret_0123456789"
@@ -200,11 +199,9 @@ def telegram_settings(fake: FakeTelegram) -> dict[str, Any]:
 async def tg(
     backend: dict[str, Any], clock: FakeClock, fake_telegram: FakeTelegram
 ) -> AsyncIterator[TG]:
-    app = create_app(make_settings(**backend, **telegram_settings(fake_telegram)), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://x.example") as client:
-            yield TG(Harness(client=client, rt=app.state.runtime, clock=clock), fake_telegram)
+    settings = make_settings(**backend, **telegram_settings(fake_telegram))
+    async with serving(settings, clock) as harness:
+        yield TG(harness, fake_telegram)
 
 
 # --- a whole rating by buttons, in each language ----------------------------------------------

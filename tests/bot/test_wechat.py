@@ -26,7 +26,7 @@ from bot.cli import main
 from bot.conversation import conversation_key
 from bot.settings import Settings
 from channels import wechat
-from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings
+from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings, serving
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChat
 from tests.samples import PHONE
 
@@ -205,13 +205,9 @@ def wechat_settings(fake: FakeWeChat) -> dict[str, Any]:
 async def wx(
     backend: dict[str, Any], clock: FakeClock, fake_wechat: FakeWeChat
 ) -> AsyncIterator[WX]:
-    app = create_app(make_settings(**backend, **wechat_settings(fake_wechat)), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://x.example") as client:
-            harness = Harness(client=client, rt=app.state.runtime, clock=clock)
-            harness.app = app  # type: ignore[attr-defined]
-            yield WX(harness, fake_wechat)
+    settings = make_settings(**backend, **wechat_settings(fake_wechat))
+    async with serving(settings, clock) as harness:
+        yield WX(harness, fake_wechat)
 
 
 # --- server verification ---------------------------------------------------------------------
@@ -520,7 +516,8 @@ async def test_bad_bodies_are_400(wx: WX) -> None:
 
 async def test_a_slow_turn_is_answered_by_a_customer_service_message(wx: WX) -> None:
     await wx.say("评价")
-    channel = wx.h.app.state.wechat  # type: ignore[attr-defined]
+    assert wx.h.app is not None
+    channel = wx.h.app.state.wechat
     channel.reply_budget = 0.2
     key = conversation_key("wechat", wx.h.rt.privacy.contact_hash(OPENID))
     before = len(wx.fake.custom)  # the opening question's menu
