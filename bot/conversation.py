@@ -193,11 +193,15 @@ class Conversations:
         with an overall level is kept; ``complete`` if only optional questions were left). A
         closed one stays until it expires, so a caller who calls straight back is told the case
         is rated, as a texter would be. Returns the voucher the closing earned (with the
-        conversation's locale) for the caller to send, once: a re-delivery returns none."""
+        conversation's locale) for the caller to send, once: a re-delivery returns none.
+        The end of an earlier call, reported after the citizen called again, changes nothing."""
         earned: list[tuple[VoucherIssued, str]] = []
 
         async def step(before: Session | None, now: datetime) -> Sprint:
             if before is None or before.step is None:
+                return Sprint(before, [])
+            if before.call_sid not in (None, event.call_sid):
+                log.info("the end of an earlier call; conversation %s is on another", before.id)
                 return Sprint(before, [])
             closing = await self._close(event, before, now, reason="hung_up")
             earned.extend(
@@ -205,7 +209,7 @@ class Conversations:
             )
             return Sprint(closing.session, [])
 
-        await self._turn(event, step, lambda events, locale: "")
+        await self._turn(event, step, lambda events, locale: "", call_ended=True)
         return earned
 
     async def _reminding(self, sprint: Sprint, record_no: str) -> Sprint:
@@ -238,10 +242,12 @@ class Conversations:
         event: InboundEvent,
         step: Callable[[Session | None, datetime], Awaitable[Sprint]],
         render: Render,
+        *,
+        call_ended: bool = False,
     ) -> Reply:
         """One turn of ``event``'s conversation: under its lock, answer a re-delivery with the
         first reply; else run ``step`` on the session and keep what it returns, together with
-        the rendered reply."""
+        the rendered reply. An event of a phone call that goes on puts the session on that call."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
@@ -251,6 +257,8 @@ class Conversations:
             now = self.rt.clock()
             sprint = await step(before, now)
             after = sprint.session
+            if after is not None and event.call_sid is not None and not call_ended:
+                after = after.model_copy(update={"call_sid": event.call_sid})  # goes on in it
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
             reply = render(sprint.events, locale)

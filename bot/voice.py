@@ -131,7 +131,10 @@ async def call_started(request: Request) -> Response:
         response.hangup()
         return _twiml(str(response))
     event = InboundEvent(
-        channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:0"
+        channel=voice.CHANNEL,
+        sender=contact_hash,
+        delivery_id=f"voice:{call_sid}:0",
+        call_sid=call_sid,
     )
     vouchers: list[tuple[VoucherIssued, str]] = []
     render = _renderer(rt, 1, welcome=True, vouchers=vouchers, can_text=_number(form) is not None)
@@ -183,6 +186,7 @@ async def call_answered(request: Request) -> Response:
         text=text,
         recording=recording,
         delivery_id=f"voice:{call_sid}:{turn}",
+        call_sid=call_sid,
     )
     vouchers: list[tuple[VoucherIssued, str]] = []
     render = _renderer(rt, turn + 1, vouchers=vouchers, can_text=_number(form) is not None)
@@ -261,7 +265,10 @@ async def call_status(request: Request) -> Response:
         await run_in_threadpool(calls.record_call_status, rt, attempt, call_sid, state)
     if state in ENDED:
         event = InboundEvent(
-            channel=voice.CHANNEL, sender=contact_hash, delivery_id=f"voice:{call_sid}:end"
+            channel=voice.CHANNEL,
+            sender=contact_hash,
+            delivery_id=f"voice:{call_sid}:end",
+            call_sid=call_sid,
         )
         with suppress(ConversationBusy):  # the expiry timer closes it instead
             # Hung up at "any comment?": finished, and a voucher it earned goes by SMS.

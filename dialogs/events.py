@@ -22,7 +22,8 @@ class InboundEvent:
     a tapped button or pressed key when the channel has them; ``recording`` is the URL of a voice
     recording that answers a free-text question (the phone channel), ``text`` then being its
     transcript if there is one. ``delivery_id`` is the provider's idempotency key (Twilio
-    ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``, a call's sid and turn).
+    ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``, a call's sid and turn);
+    ``call_sid`` the phone call the event came in on.
     """
 
     channel: str
@@ -32,6 +33,7 @@ class InboundEvent:
     delivery_id: str | None = None
     locale: str | None = None
     recording: str | None = None
+    call_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,3 +42,6 @@ class Session(BaseModel):
     source: str | None = None
     # 1: the case's rating; 2: the re-rating after a bad review was followed up (回访).
     evaluation_count: int = 1
+    # The phone call the conversation is on (voice), set by the application: the end of an
+    # earlier call, reported late, leaves the conversation of the next one alone.
+    call_sid: str | None = None

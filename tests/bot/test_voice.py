@@ -248,6 +248,25 @@ async def test_hang_up_before_any_answer_leaves_no_rating(harness: Harness) -> N
     assert "总体评价" in spoken(await Call(harness).start())
 
 
+async def test_the_late_end_of_an_earlier_call_leaves_the_next_call_alone(
+    harness: Harness,
+) -> None:
+    """The caller hangs up and calls straight back; the first call's status comes late."""
+    await harness.report()
+    first = Call(harness)
+    await first.start()
+    await first.press("2")
+    again = Call(harness)
+    assert "服务态度" in spoken(await again.start())  # the conversation goes on in this call
+    await first.hang_up("completed")  # late: the conversation is on the second call now
+    assert "工作效率" in spoken(await again.press("3"))  # not "already rated"
+    await again.hang_up("completed")
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "incomplete"
+    assert rating["level"] == 2 and rating["dimensions"] == {"attitude": 3}
+    assert "已完成" in spoken(await Call(harness).start())  # the second call's end closed it
+
+
 async def test_bad_review_complaint_by_keys_and_voice(harness: Harness) -> None:
     await harness.report()
     call = Call(harness)
