@@ -10,7 +10,8 @@ racing the first waits for its row lock, then finds the stored answer through th
 
 A code that is malformed or fails its check symbol is refused before any lookup. A key (or, on
 the public page, an address) that keeps trying codes that do not exist is slowed down, one
-request at a time with a growing delay, and logged by the key's name — never with the code.
+request at a time with a growing delay, and logged by the key's name — never with the code. Its
+misses are counted in the state store, so all workers share the count.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import hashlib
 import json
 import logging
 import math
-import time
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.api import Line, RuntimeDep, get_runtime, require_role
 from bot.halls import HALL_CODE
+from bot.privacy import Privacy
 from bot.runtime import Runtime
 from bot.vouchers import (
     code_hash,
@@ -55,6 +56,7 @@ from bot.vouchers import (
     ratings,
     vouchers,
 )
+from storage.base import ConversationStore
 from storage.models import ApiKey, ApiKeyHall, Redemption, UTCDateTime
 
 log = logging.getLogger("ratebot.parking")
@@ -71,69 +73,94 @@ MAX_STAY = timedelta(days=366)
 
 
 @dataclass
+class _Queue:
+    """A slowed client's requests in this process, waiting their turn."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # requests holding or waiting for ``lock``; dropped at 0
+
+
+@dataclass
 class Guesses:
     """Who keeps trying codes that do not exist, and how long to make them wait.
 
-    Per process (with N workers a guesser gets N times as many tries; still exponentially slow):
-    the first ``free`` misses in ``window`` seconds cost nothing, each further one doubles the
-    delay up to ``max_delay``, and a slowed client's requests wait one at a time, so parallel
-    requests do not share one delay.
+    The misses are counted in the state store (``record_event``), so with Redis every worker
+    sees every miss: the first ``free`` misses in ``window`` seconds cost nothing, each further
+    one doubles the delay up to ``max_delay``. A slowed client's requests wait one at a time, so
+    parallel requests do not share one delay; that queue is per process (an ``asyncio.Lock`` per
+    client), so with N workers up to N of its requests wait at once. Clients are counted under a
+    keyed hash: no address is kept in clear.
     """
 
+    store: ConversationStore
+    privacy: Privacy
     free: int = 5
     window: float = 600.0
     base_delay: float = 0.25
     max_delay: float = 10.0
-    tracked: int = 10_000  # clients remembered before the quiet ones are forgotten (memory)
-    misses: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
-    locks: dict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests record the delays instead
+    queues: dict[str, _Queue] = field(default_factory=dict)
 
-    def delay(self, who: str) -> float:
-        recent = self.misses.get(who)
-        if not recent:
+    def _key(self, who: str) -> str:
+        return f"guess:{self.privacy.contact_hash(f'guess:{who}')}"
+
+    async def _count(self, who: str, *, miss: bool) -> int:
+        """``who``'s misses in the window (this one added, for a ``miss``). A store that does
+        not answer counts none: the gates go on letting cars out on the database alone."""
+        key = self._key(who)
+        try:
+            if miss:
+                return await self.store.record_event(key, self.window)
+            return await self.store.count_events(key, self.window)
+        except Exception as error:  # whatever the backend raises when it is down
+            log.warning("guess counter unavailable (%s); not slowed", type(error).__name__)
+            return 0
+
+    async def delay(self, who: str) -> float:
+        """How long ``who``'s next request waits (0 within its free misses)."""
+        misses = await self._count(who, miss=False)
+        if misses < self.free:
             return 0.0
-        while recent and recent[0] < time.monotonic() - self.window:
-            recent.popleft()
-        if len(recent) < self.free:
-            if not recent:
-                self._forget(who)
-            return 0.0
-        return float(min(self.max_delay, self.base_delay * 2 ** (len(recent) - self.free)))
+        return float(min(self.max_delay, self.base_delay * 2 ** (misses - self.free)))
 
     async def wait(self, who: str) -> None:
-        if self.delay(who) == 0:
+        """Wait ``who``'s delay, after its earlier requests in this process have waited theirs."""
+        if await self.delay(who) == 0:
             return
-        async with self.locks[who]:
-            await asyncio.sleep(self.delay(who))
+        queue = self.queues.setdefault(who, _Queue())
+        queue.users += 1
+        try:
+            async with queue.lock:
+                delay = await self.delay(who)  # again: the count may have moved meanwhile
+                if delay:
+                    await self.sleep(delay)
+        finally:
+            queue.users -= 1
+            if queue.users == 0 and self.queues.get(who) is queue:
+                del self.queues[who]
 
-    def missed(self, who: str, name: str, typed: str) -> None:
-        if len(self.misses) >= self.tracked:
-            cutoff = time.monotonic() - self.window
-            for quiet in [w for w, times in self.misses.items() if times[-1] < cutoff]:
-                self._forget(quiet)
-        recent = self.misses[who]
-        recent.append(time.monotonic())
-        if len(recent) >= self.free:
+    async def missed(self, who: str, name: str, typed: str) -> None:
+        """Count a miss of ``who``; from the ``free``-th on, log it by ``name`` (never ``typed``,
+        the code tried: only its first three symbols)."""
+        misses = await self._count(who, miss=True)
+        if misses >= self.free:
             log.warning(
                 "%s tried a voucher code that does not exist (%s…): %d misses in %d minutes, "
                 "now slowed down",
                 name,
                 typed[:3],
-                len(recent),
+                misses,
                 self.window // 60,
             )
-
-    def _forget(self, who: str) -> None:
-        self.misses.pop(who, None)
-        lock = self.locks.get(who)
-        if lock is not None and not lock.locked():
-            del self.locks[who]
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """This app's guess counters (the gate's API and the voucher page share them)."""
-    app.state.guesses = Guesses()
+    """This app's guess counters (the gate's API and the voucher page share them), in the
+    runtime's store (the runtime exists: FastAPI runs an included router's lifespan inside the
+    app's)."""
+    rt: Runtime = app.state.runtime
+    app.state.guesses = Guesses(rt.store, rt.privacy)
     yield
 
 
@@ -224,15 +251,15 @@ async def _checked_code(request: Request, key: ApiKey, typed: str) -> str:
     await guesses.wait(f"key:{key.id}")
     code = parse_code(typed)
     if code is None:
-        guesses.missed(f"key:{key.id}", f"API key {key.name!r}", typed)
+        await guesses.missed(f"key:{key.id}", f"API key {key.name!r}", typed)
         raise HTTPException(
             422, "malformed voucher code: 11 letters and digits (no 0, 1, I, O) with a valid check"
         )
     return code
 
 
-def _not_found(request: Request, key: ApiKey, code: str) -> HTTPException:
-    get_guesses(request).missed(f"key:{key.id}", f"API key {key.name!r}", code)
+async def _not_found(request: Request, key: ApiKey, code: str) -> HTTPException:
+    await get_guesses(request).missed(f"key:{key.id}", f"API key {key.name!r}", code)
     return HTTPException(404, "no such voucher")
 
 
@@ -252,7 +279,7 @@ async def get_voucher(code: str, request: Request, key: ParkingKey) -> dict[str,
 
     row, allowed = await run_in_threadpool(find)
     if row is None:
-        raise _not_found(request, key, compact)
+        raise await _not_found(request, key, compact)
     if not allowed:
         raise HTTPException(403, f"this key is not for hall {row.hall_code}")
     return voucher_view(row, compact, rt.clock())
@@ -271,7 +298,7 @@ async def redeem_voucher(
     compact = await _checked_code(request, key, code)
     answer = await run_in_threadpool(_redeem, rt, key, compact, body, idempotency_key)
     if answer is None:
-        raise _not_found(request, key, compact)
+        raise await _not_found(request, key, compact)
     return answer.response()
 
 

@@ -91,7 +91,7 @@ async def voucher_page(code: str, request: Request) -> HTMLResponse:
     if compact is not None:
         row = await run_in_threadpool(_find_for_page, rt, compact)
     if compact is None or row is None:
-        guesses.missed(who, f"address {mask(who[3:])}", code)
+        await guesses.missed(who, f"address {mask(who[3:])}", code)
         return _unknown_page(locale)
     zone = ZoneInfo(row.timezone)
     now = rt.clock()

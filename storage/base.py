@@ -13,12 +13,16 @@
 * the lock expires on its own and carries a random token, so a crashed or stuck worker can't
   wedge a conversation for ever, and a worker that outlived its lock can't release or overwrite
   the work of whoever took over.
+
+Besides conversations, a store counts *events* per key in a sliding window (``record_event``),
+so a limit such as the parking API's guess counter holds across all workers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -164,6 +168,17 @@ class ConversationStore(ABC):
         self._check_open()
         return await self._get(key)
 
+    async def record_event(self, key: str, window: float) -> int:
+        """Note one event of ``key`` now; return how many ``key`` had in the last ``window``
+        seconds, this one included. A key without events for ``window`` seconds is forgotten."""
+        self._check_event(key, window)
+        return await self._record_event(key, window)
+
+    async def count_events(self, key: str, window: float) -> int:
+        """How many events ``key`` had in the last ``window`` seconds (adds none)."""
+        self._check_event(key, window)
+        return await self._count_events(key, window)
+
     async def ping(self) -> None:
         """Raise if the backend can't be reached, or the store is closed (readiness probe)."""
         self._check_open()
@@ -195,6 +210,14 @@ class ConversationStore(ABC):
     async def _get(self, key: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
+    async def _record_event(self, key: str, window: float) -> int:
+        """Add an event to ``key`` now, drop its events older than ``window`` seconds, keep
+        the key for ``window`` seconds more; return its events' count."""
+
+    @abstractmethod
+    async def _count_events(self, key: str, window: float) -> int: ...
+
+    @abstractmethod
     async def _ping(self) -> None: ...
 
     @abstractmethod
@@ -203,3 +226,10 @@ class ConversationStore(ABC):
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
+
+    def _check_event(self, key: str, window: float) -> None:
+        self._check_open()
+        if not key:
+            raise ValueError("key must be a non-empty string")
+        if not 0 < window < math.inf:
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -30,10 +31,18 @@ class _ConversationLock:
     waiting: int = 0  # turns queued on ``lock``; the entry is dropped when idle
 
 
+@dataclass
+class _Events:
+    """One key's event times (on the store's ``clock``), oldest first, and when it is forgotten."""
+
+    times: deque[float] = field(default_factory=deque)
+    expires_at: float = 0.0
+
+
 class MemoryConversationStore(ConversationStore):
     """In-process store. ``clock`` (monotonic seconds) drives the session and delivery TTLs and
-    can be replaced in tests; the lock's expiry uses the event loop's clock, because waiters
-    really sleep."""
+    the event windows, and can be replaced in tests; the lock's expiry uses the event loop's
+    clock, because waiters really sleep."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,6 +50,7 @@ class MemoryConversationStore(ConversationStore):
         self._sessions: dict[str, tuple[str, float]] = {}  # key -> (json, expires_at)
         self._replies: dict[tuple[str, str], tuple[str, float]] = {}  # (key, delivery) -> ...
         self._locks: dict[str, _ConversationLock] = {}
+        self._events: dict[str, _Events] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL
 
     @classmethod
@@ -118,12 +128,35 @@ class MemoryConversationStore(ConversationStore):
         session = self._read(self._sessions, key)
         return None if session is None else json.loads(session)
 
+    async def _record_event(self, key: str, window: float) -> int:
+        now = self._clock()
+        events = self._events.get(key)
+        if events is None or now >= events.expires_at:
+            events = self._events[key] = _Events()
+        while events.times and events.times[0] <= now - window:
+            events.times.popleft()
+        events.times.append(now)
+        events.expires_at = now + window  # as Redis's PEXPIRE: the last call's window counts
+        self._sweep(now)
+        return len(events.times)
+
+    async def _count_events(self, key: str, window: float) -> int:
+        now = self._clock()
+        events = self._events.get(key)
+        if events is None:
+            return 0
+        if now >= events.expires_at:
+            del self._events[key]
+            return 0
+        return sum(1 for at in events.times if at > now - window)
+
     async def _ping(self) -> None:
         pass  # always reachable
 
     async def _close(self) -> None:
         self._sessions.clear()
         self._replies.clear()
+        self._events.clear()
 
     def _read(self, table: dict[_K, tuple[str, float]], key: _K) -> str | None:
         item = table.get(key)
@@ -136,13 +169,15 @@ class MemoryConversationStore(ConversationStore):
         return value
 
     def _sweep(self, now: float) -> None:
-        # Expired entries are dropped when read; this catches the conversations nobody comes
-        # back to, so memory follows the live conversations, not every citizen ever seen.
+        # Expired entries are dropped when read; this catches the conversations (and event keys)
+        # nobody comes back to, so memory follows the live ones, not every citizen ever seen.
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL
         _drop_expired(self._sessions, now)
         _drop_expired(self._replies, now)
+        for key in [key for key, events in self._events.items() if now >= events.expires_at]:
+            del self._events[key]
 
     def _drop_if_idle(self, key: str, entry: _ConversationLock) -> None:
         # One lock per conversation ever seen would grow without bound; keep only busy ones.

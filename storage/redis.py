@@ -8,6 +8,11 @@ Cluster (a script may only touch keys of one slot)::
     <prefix>{<key>}:delivery:<delivery>   the reply sent for that delivery, PX delivery_ttl
 
 A turn costs two round trips: lock + loads in one script, writes + unlock in another.
+
+Events counted with ``record_event`` are one sorted set per key (a random member per event,
+scored with its time in ms), PX the window, so a quiet key disappears on its own::
+
+    <prefix>events:<key>
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import json
 import math
 import random
+import secrets
 from typing import Any, Self
 
 from redis.asyncio import Redis
@@ -63,6 +69,27 @@ return 1
 """
 
 
+# KEYS: events   ARGV: window (ms), a unique member for this event
+# Times are the Redis server's (TIME), not the workers': all of them count on one clock. (TIME
+# before writes needs Redis >= 5, which replicates a script's effects rather than the script.)
+# Returns the count of events in the window, this one included.
+RECORD_EVENT = """
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+# KEYS: events   ARGV: window (ms). Counts on the server's clock too; changes nothing.
+COUNT_EVENTS = """
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+return redis.call('ZCOUNT', KEYS[1], string.format('(%d', now - ARGV[1]), '+inf')
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -84,6 +111,8 @@ class RedisConversationStore(ConversationStore):
         self.prefix = prefix
         self._lock_and_load_script = redis.register_script(LOCK_AND_LOAD)
         self._write_and_unlock_script = redis.register_script(WRITE_AND_UNLOCK)
+        self._record_event_script = redis.register_script(RECORD_EVENT)
+        self._count_events_script = redis.register_script(COUNT_EVENTS)
 
     @classmethod
     def from_url(
@@ -160,6 +189,19 @@ class RedisConversationStore(ConversationStore):
     async def _get(self, key: str) -> dict[str, Any] | None:
         session = await self.redis.get(self._keys(key, None)[1])
         return None if session is None else json.loads(session)
+
+    def _events_key(self, key: str) -> str:
+        return f"{self.prefix}events:{key}"
+
+    async def _record_event(self, key: str, window: float) -> int:
+        count = await self._record_event_script(
+            keys=[self._events_key(key)], args=[_ms(window), secrets.token_hex(8)]
+        )
+        return int(count)
+
+    async def _count_events(self, key: str, window: float) -> int:
+        count = await self._count_events_script(keys=[self._events_key(key)], args=[_ms(window)])
+        return int(count)
 
     async def _ping(self) -> None:
         await self.redis.ping()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.parking import Guesses
+from bot.vouchers import check_symbol, new_code
 from tests.bot.conftest import PHONE, Harness
 
 HALL = "YT-001"
@@ -94,3 +96,22 @@ def exit_body(minutes: int = 95, **changes: Any) -> dict[str, Any]:
         "exited_at": f"2026-11-27T{9 + hours:02d}:{rest:02d}:00+08:00",
     }
     return {**body, **changes}
+
+
+def unknown_code() -> str:
+    """A well-formed code (its check symbol right) that was never issued."""
+    payload = new_code()[:-1]
+    return payload + check_symbol(payload)
+
+
+def recorded_waits(h: Harness) -> list[float]:
+    """The delays the app's guess counters ask for from now on, recorded instead of slept."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    assert h.app is not None
+    guesses: Guesses = h.app.state.guesses
+    guesses.sleep = sleep
+    return waits

@@ -4,10 +4,20 @@ tests/browser/.)"""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.bot.conftest import Harness
-from tests.bot.parking_support import HALL_NAME, earn_voucher, exit_body, parking_key, put_hall
+from tests.bot.parking_support import (
+    HALL_NAME,
+    earn_voucher,
+    exit_body,
+    parking_key,
+    put_hall,
+    recorded_waits,
+    unknown_code,
+)
 
 RECORD = "370600-2026-000123"
 
@@ -71,6 +81,24 @@ async def test_unknown_or_malformed_codes_get_a_localized_404_page(
     response = await harness.client.get(f"/v/{typed}", headers={"Accept-Language": "en"})
     assert response.status_code == 404
     assert "We could not find this parking voucher" in response.text
+
+
+async def test_an_address_guessing_codes_is_slowed_down_and_logged_masked(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await put_hall(harness)
+    code = await earn_voucher(harness, RECORD)
+    waits = recorded_waits(harness)
+    guesses = [unknown_code() for _ in range(7)]
+    with caplog.at_level(logging.WARNING, logger="ratebot.parking"):
+        for guess in guesses:
+            assert (await harness.client.get(f"/v/{guess}")).status_code == 404
+    assert waits == [0.25, 0.5]  # five misses free, then doubling
+    assert (await harness.client.get(f"/v/{code}")).status_code == 200  # slowed, not refused
+    assert waits == [0.25, 0.5, 1.0]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ratebot.parking"]
+    assert len(warnings) == 3 and all("address 127****.0.1" in w for w in warnings)
+    assert not any(guess in w for w in warnings for guess in guesses)
 
 
 async def test_a_hall_name_is_escaped(harness: Harness) -> None:

@@ -348,6 +348,96 @@ async def test_memory_store_forgets_idle_locks(make_store: StoreFactory) -> None
     assert store._locks == {}
 
 
+# --- events --------------------------------------------------------------------------------------
+
+
+async def test_events_are_counted_per_key(conversation_store: ConversationStore) -> None:
+    store = conversation_store
+    assert await store.count_events("guess:a", 60) == 0
+    assert [await store.record_event("guess:a", 60) for _ in range(3)] == [1, 2, 3]
+    assert await store.count_events("guess:a", 60) == 3
+    assert await store.count_events("guess:a", 60) == 3  # counting adds nothing
+    assert await store.record_event("guess:b", 60) == 1  # keys don't mix...
+    await save(store, "guess:a", {"step": "q1"})
+    assert await store.count_events("guess:a", 60) == 3  # ...nor with conversations
+    assert await store.get("guess:a") == {"step": "q1"}
+
+
+async def test_old_events_fall_out_of_the_window(
+    make_store: StoreFactory, pass_time: PassTime
+) -> None:
+    store = make_store()
+    await store.record_event("guess:a", 10)
+    await store.record_event("guess:a", 10)
+    await pass_time(1.0)
+    assert await store.record_event("guess:a", 10) == 3
+    assert await store.count_events("guess:a", 0.8) == 1  # only the last is under 0.8 s old
+    assert await store.record_event("guess:a", 0.8) == 2  # and recording so drops the others
+    assert await store.count_events("guess:a", 10) == 2
+    await pass_time(1.0)  # quiet for longer than the last window: the key is gone
+    assert await store.count_events("guess:a", 10) == 0
+    assert await store.record_event("guess:a", 10) == 1
+
+
+async def test_concurrent_events_are_each_counted_once(
+    conversation_store: ConversationStore,
+) -> None:
+    counts = await asyncio.gather(
+        *(conversation_store.record_event("guess:a", 60) for _ in range(50))
+    )
+    assert sorted(counts) == list(range(1, 51))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis)])
+async def test_two_workers_sharing_redis_count_the_same_events(make_store: StoreFactory) -> None:
+    workers = [make_store(), make_store()]  # two clients, two connection pools: two processes
+    counts = await asyncio.gather(*(workers[i % 2].record_event("guess:a", 60) for i in range(50)))
+    assert sorted(counts) == list(range(1, 51))  # each count atomic across workers
+    for worker in workers:
+        assert await worker.count_events("guess:a", 60) == 50
+
+
+@pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis)])
+async def test_redis_event_key_expires_after_the_window(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert isinstance(store, RedisConversationStore)
+    await store.record_event("guess:a", 1)
+    key = f"{store.prefix}events:guess:a"
+    assert 0 < await store.redis.pttl(key) <= 1000
+    await asyncio.sleep(1.1)
+    assert await store.redis.exists(key) == 0
+    assert [key async for key in store.redis.scan_iter(match=store.prefix + "*")] == []
+
+
+@pytest.mark.parametrize("backend", ["memory"])
+async def test_memory_store_forgets_quiet_event_keys(
+    make_store: StoreFactory, clock: FakeClock
+) -> None:
+    """Guards memory use: one entry per client that ever mistyped a code would grow for ever."""
+    store = make_store()
+    assert isinstance(store, MemoryConversationStore)
+    for i in range(100):
+        await store.record_event(f"guess:{i}", 600)
+    clock.advance(300)
+    await store.record_event("guess:busy", 600)
+    clock.advance(400)  # the hundred quiet for 700 s, past their window and the sweep interval
+    await store.record_event("guess:new", 600)  # recording triggers the sweep
+    assert set(store._events) == {"guess:busy", "guess:new"}
+    clock.advance(600)
+    assert await store.count_events("guess:busy", 600) == 0  # read after its window: dropped
+    assert set(store._events) == {"guess:new"}
+
+
+async def test_event_arguments_are_checked(conversation_store: ConversationStore) -> None:
+    with pytest.raises(ValueError, match="key"):
+        await conversation_store.record_event("", 60)
+    for window in (0, -1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="window"):
+            await conversation_store.record_event("guess:a", window)
+        with pytest.raises(ValueError, match="window"):
+            await conversation_store.count_events("guess:a", window)
+
+
 # --- lifecycle -----------------------------------------------------------------------------------
 
 
@@ -365,6 +455,10 @@ async def test_close_is_idempotent_and_refuses_further_use(make_store: StoreFact
         await store.get("sms:a")
     with pytest.raises(RuntimeError, match="closed"):
         await store.ping()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.record_event("guess:a", 60)
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.count_events("guess:a", 60)
 
 
 async def test_redis_ping_raises_when_the_server_is_unreachable() -> None:
