@@ -212,7 +212,8 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     RATEBOT_TELEGRAM_SECRET as the secret token it sends back in every webhook."""
     from aiogram.exceptions import TelegramAPIError
 
-    from bot.telegram import ALLOWED_UPDATES, make_bot
+    from bot.runtime import telegram_bot
+    from bot.telegram import ALLOWED_UPDATES
 
     settings = _settings()
     if not settings.telegram_token or not settings.telegram_secret:
@@ -220,7 +221,7 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     url = f"{settings.public_url}/channels/telegram"
 
     async def set_webhook() -> None:
-        bot = make_bot(settings)
+        bot = telegram_bot(settings)
         try:
             await bot.set_webhook(
                 url=url,

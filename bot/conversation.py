@@ -247,7 +247,8 @@ class Conversations:
     ) -> Reply:
         """One turn of ``event``'s conversation: under its lock, answer a re-delivery with the
         first reply; else run ``step`` on the session and keep what it returns, together with
-        the rendered reply. An event of a phone call that goes on puts the session on that call."""
+        the rendered reply. An event of a phone call that goes on puts the session on that call;
+        an event from a chat app keeps the chat's (encrypted) address on it, for the worker."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
@@ -259,6 +260,8 @@ class Conversations:
             after = sprint.session
             if after is not None and event.call_sid is not None and not call_ended:
                 after = after.model_copy(update={"call_sid": event.call_sid})  # goes on in it
+            if after is not None and event.reply_to is not None:
+                after = after.model_copy(update={"reply_to": event.reply_to})
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
             reply = render(sprint.events, locale)

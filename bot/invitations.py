@@ -25,12 +25,14 @@ from bot.conversation import Conversations, conversation_key, load_session, sess
 from bot.optouts import is_opted_out
 from bot.privacy import mask
 from bot.runtime import Runtime
+from channels import telegram, wechat
 from channels.base import Delivery
 from channels.sms import render_text
 from channels.voucher import voucher_text
 from channels.wechat import WeChatSender
 from dialogs import engine
 from dialogs.events import Event, Say, VoucherIssued
+from dialogs.session import Session
 from locales import gettext, ids
 from storage.models import Invitation, OutboundMessage, ServiceRecord
 
@@ -42,6 +44,7 @@ CONTACTS = {
     "sms": ("phone_hash", "phone_enc"),
     "voice": ("phone_hash", "phone_enc"),
     "wechat": ("wechat_hash", "wechat_enc"),
+    "telegram": ("telegram_hash", "telegram_enc"),
 }
 # WeChat refusals after which an invitation goes by SMS instead: 45015 out of the 48-hour window
 # (a customer-service message without a template), 43004 the citizen does not follow.
@@ -302,26 +305,77 @@ def outbound_message(
     )
 
 
-def send_voucher(
-    rt: Runtime, channel: str, record_no: str, voucher: VoucherIssued, locale: str
-) -> None:
-    """Tell a voucher earned when a conversation closed without the citizen there (it expired,
-    the call had ended): in its channel, or by SMS when that channel cannot send on its own (the
-    phone, Telegram). Recorded as an outbound message."""
+async def send_voucher(rt: Runtime, channel: str, session: Session, voucher: VoucherIssued) -> None:
+    """Tell a voucher earned when conversation ``session`` in ``channel`` closed without the
+    citizen there (it expired, the call had ended). In a chat app, in the chat the citizen rated
+    in (the voucher and its QR code); else to the case's contact in that channel; else by SMS
+    (as after a call). A way that fails gives way to the next — WeChat refuses a
+    customer-service message 48 hours after the citizen last wrote. Every attempt is recorded as
+    an outbound message."""
+    assert session.record_no is not None  # only a case's rating earns one
     now = rt.clock()
-    with DbSession(rt.db, expire_on_commit=False) as db:
-        record = db.exec(select(ServiceRecord).where(ServiceRecord.record_no == record_no)).one()
-    reachable = [
-        c for c in (channel, "sms") if c in rt.senders and getattr(record, CONTACTS[c][1], None)
+    record = await run_in_threadpool(_load_record, rt, session.record_no)
+    ways = _voucher_ways(rt, channel, session, record)
+    if not ways:
+        log.warning("voucher of case %s earned, but no contact to tell it", session.record_no)
+    for via, contact in ways:
+        delivery = await _tell_voucher(rt, via, contact, voucher, session.locale)
+        message = outbound_message("voucher", via, mask(contact), delivery, now)
+        await run_in_threadpool(_store_outbound, rt, message)
+        if delivery.status != "failed":
+            return
+
+
+def _voucher_ways(
+    rt: Runtime, channel: str, session: Session, record: ServiceRecord
+) -> list[tuple[str, str]]:
+    """(channel, clear contact) to tell a voucher by, best first, each once: the chat the
+    citizen rated in, the case's contact in that channel, the case's phone."""
+    encrypted = [(channel, session.reply_to)]
+    encrypted += [(via, getattr(record, CONTACTS[via][1])) for via in (channel, "sms")]
+    ways = [
+        (via, rt.privacy.decrypt(contact))
+        for via, contact in encrypted
+        if contact and (via in rt.senders or (via == "telegram" and rt.telegram is not None))
     ]
-    if not reachable:
-        log.warning("voucher of case %s earned, but no contact to tell it", record_no)
-        return
-    via = reachable[0]
-    _, contact = _contact(rt, record, via)
-    delivery = rt.senders[via].send_text(contact, voucher_text(voucher, locale))
+    return list(dict.fromkeys(ways))
+
+
+async def _tell_voucher(
+    rt: Runtime, channel: str, contact: str, voucher: VoucherIssued, locale: str
+) -> Delivery:
+    """The voucher in ``channel``: in a chat its text and its QR code's picture, by SMS its text
+    (the page it links to shows the QR code)."""
+    if channel == "telegram":
+        assert rt.telegram is not None
+        messages = telegram.render_messages([voucher], locale)
+        return await telegram.send(rt.telegram, contact, messages)
+    sender = rt.senders[channel]
+    if isinstance(sender, WeChatSender):
+        pictured = wechat.render_messages([voucher], locale)
+        return await run_in_threadpool(_send_wechat, sender, contact, pictured)
+    return await run_in_threadpool(sender.send_text, contact, voucher_text(voucher, locale))
+
+
+def _send_wechat(sender: WeChatSender, openid: str, messages: list[wechat.Outgoing]) -> Delivery:
+    """The voucher's text, then its QR code's picture. Told once the text went: it has the code
+    and the link to the voucher's page (a refused picture is logged by the sender)."""
+    text, *pictures = messages
+    delivery = sender.send(openid, text)
+    if delivery.status != "failed":
+        for picture in pictures:
+            sender.send(openid, picture)
+    return delivery
+
+
+def _load_record(rt: Runtime, record_no: str) -> ServiceRecord:
+    with DbSession(rt.db, expire_on_commit=False) as db:
+        return db.exec(select(ServiceRecord).where(ServiceRecord.record_no == record_no)).one()
+
+
+def _store_outbound(rt: Runtime, message: OutboundMessage) -> None:
     with DbSession(rt.db) as db, db.begin():
-        db.add(outbound_message("voucher", via, _contact_mask(rt, record, via), delivery, now))
+        db.add(message)
 
 
 async def send_reminder(rt: Runtime, invitation_id: int) -> None:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from aiogram import Bot
 
 from bot.privacy import Privacy
 from bot.settings import Settings
+from channels import telegram
 from channels.base import Caller, Sender
 from channels.console import ConsoleSender
 from channels.twilio import TwilioSender
@@ -33,6 +35,13 @@ def wechat_client(settings: Settings) -> RatebotWeChatClient:
     )
 
 
+def telegram_bot(settings: Settings) -> Bot:
+    """The bot of ``RATEBOT_TELEGRAM_TOKEN``, on ``RATEBOT_TELEGRAM_API_URL`` when set (a local
+    Bot API server). Close it with ``await bot.session.close()``."""
+    assert settings.telegram_token, "Telegram is not configured"
+    return telegram.make_bot(settings.telegram_token, api_url=settings.telegram_api_url)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -43,6 +52,7 @@ class Runtime:
     senders: dict[str, Sender]  # channel → how ratebot sends on its own initiative
     caller: Caller  # places outbound calls
     voice: VoiceStyle  # how calls sound
+    telegram: Bot | None  # sends to Telegram chats (replies, and the worker's late vouchers)
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -82,11 +92,14 @@ class Runtime:
                 record_seconds=settings.voice_record_seconds,
                 transcribe_url=f"{settings.public_url}/channels/voice/transcription",
             ),
+            telegram=telegram_bot(settings) if settings.telegram_enabled else None,
             clock=clock,
         )
 
     async def close(self) -> None:
         for sender in self.senders.values():
             sender.close()
+        if self.telegram is not None:
+            await self.telegram.session.close()
         await self.store.close()
         self.db.dispose()

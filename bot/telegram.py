@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BufferedInputFile, CallbackQuery, Message, Update
+from aiogram.types import CallbackQuery, Message, Update
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
@@ -41,9 +39,7 @@ from bot.api import get_runtime
 from bot.conversation import Conversations, Reply, conversation_key, load_session
 from bot.privacy import mask
 from bot.runtime import Runtime
-from bot.settings import Settings
 from channels import telegram
-from channels.voucher import qr_png
 from dialogs import engine
 from dialogs.events import Event, InboundEvent
 from locales import gettext, ids
@@ -54,57 +50,37 @@ log = logging.getLogger("ratebot.telegram")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 ALLOWED_UPDATES = ["message", "callback_query"]
 CHAT_TTL = 365 * 24 * 3600.0  # seconds a chat's language choice is kept after its last update
-REQUEST_TIMEOUT = 10  # seconds for one Bot API call (well inside the chat turn's lock expiry)
 
 
 def chat_key(contact_hash: str) -> str:
     return f"telegram-chat:{contact_hash}"
 
 
-def make_bot(settings: Settings) -> Bot:
-    """An aiogram Bot for ``RATEBOT_TELEGRAM_TOKEN``, on ``RATEBOT_TELEGRAM_API_URL`` when set (a
-    local Bot API server). Close it with ``await bot.session.close()``."""
-    assert settings.telegram_token, "Telegram is not configured"
-    session = (
-        AiohttpSession(
-            api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=REQUEST_TIMEOUT
-        )
-        if settings.telegram_api_url
-        else AiohttpSession(timeout=REQUEST_TIMEOUT)
-    )
-    return Bot(settings.telegram_token, session=session)
-
-
 @dataclass
 class TelegramChannel:
-    """One app's bot (its HTTP session to the Bot API) and dispatcher, built in the lifespan."""
+    """One app's bot (the runtime's: the worker sends through it too) and dispatcher."""
 
     bot: Bot
     dispatcher: Dispatcher
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TelegramChannel:
+    def from_runtime(cls, rt: Runtime) -> TelegramChannel:
+        assert rt.telegram is not None, "Telegram is not configured"
         dispatcher = Dispatcher(disable_fsm=True)  # conversation state lives in ratebot's store
         dispatcher.include_router(build_router())
-        return cls(make_bot(settings), dispatcher)
-
-    async def close(self) -> None:
-        await self.bot.session.close()
+        return cls(rt.telegram, dispatcher)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the app's own lifespan (FastAPI merges an included router's), so the runtime
-    exists; the bot's HTTP session is closed before the runtime is."""
+    exists; the runtime closes the bot's HTTP session."""
     rt: Runtime = app.state.runtime
-    channel = TelegramChannel.from_settings(rt.settings) if rt.settings.telegram_enabled else None
-    app.state.telegram = channel
+    app.state.telegram = TelegramChannel.from_runtime(rt) if rt.telegram is not None else None
     try:
         yield
     finally:
         app.state.telegram = None
-        if channel is not None:
-            await channel.close()
 
 
 router = APIRouter(prefix="/channels", lifespan=lifespan)
@@ -195,8 +171,9 @@ class Chat:
         return conversation_key(telegram.CHANNEL, self.contact)
 
     def event(self, text: str = "", button: str | None = None) -> InboundEvent:
+        reply_to = self.rt.privacy.encrypt(str(self.chat_id))
         return telegram.inbound_event(
-            self.contact, self.update_id, self.locale, text=text, button=button
+            self.contact, self.update_id, self.locale, text=text, button=button, reply_to=reply_to
         )
 
     def render(self, events: Sequence[Event], locale: str) -> str:
@@ -207,19 +184,9 @@ class Chat:
     async def send(self, rendered: str) -> None:
         """Send a rendered reply, message by message. A failure is logged, not raised: the turn
         is already remembered, so a retry of this update would send nothing anyway."""
-        for message in telegram.load(rendered):
-            try:
-                if message.photo:  # a voucher: its QR code for the gate, the voucher as caption
-                    photo = BufferedInputFile(qr_png(message.photo), filename="voucher.png")
-                    await self.bot.send_photo(self.chat_id, photo, caption=message.text)
-                else:
-                    await self.bot.send_message(
-                        self.chat_id, message.text, reply_markup=message.markup()
-                    )
-            except TelegramAPIError as exc:
-                method = "sendPhoto" if message.photo else "sendMessage"
-                log.warning("%s to chat %s failed: %s", method, self.masked, type(exc).__name__)
-                return
+        delivery = await telegram.send(self.bot, self.chat_id, telegram.load(rendered))
+        if delivery.error:
+            log.warning("sending to chat %s failed: %s", self.masked, delivery.error)
 
     async def reply(self, answer: Reply) -> None:
         if not answer.repeated:  # re-delivered: the first delivery sent it already

@@ -182,7 +182,10 @@ class Push:
         return self.rt.settings.default_locale
 
     def event(self, text: str = "", button: str | None = None) -> InboundEvent:
-        return wechat.inbound_event(self.contact, text, self.delivery, self.locale, button)
+        reply_to = self.rt.privacy.encrypt(self.openid)
+        return wechat.inbound_event(
+            self.contact, text, self.delivery, self.locale, button, reply_to
+        )
 
     @property
     def masked(self) -> str:

@@ -106,10 +106,7 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
             turn.save(None, ttl=1)
             for voucher in (e for e in told.events if isinstance(e, VoucherIssued)):
                 # Finished but for the optional comment: a voucher nobody has told yet.
-                assert session.record_no is not None  # only a case's rating earns one
-                await run_in_threadpool(
-                    send_voucher, rt, channel, session.record_no, voucher, session.locale
-                )
+                await send_voucher(rt, channel, session, voucher)
         else:
             # The state store lost the conversation (an in-memory store restarted): keep the
             # rating with what the database has.

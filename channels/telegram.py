@@ -1,5 +1,5 @@
-"""Telegram through the Bot API (aiogram 3): what a chat says → an InboundEvent, and the engine's
-events → Telegram messages with inline keyboards.
+"""Telegram through the Bot API (aiogram 3): what a chat says → an InboundEvent, the engine's
+events → Telegram messages with inline keyboards, and sending them to a chat.
 
 The rendered reply is a string (the glue remembers it for re-deliveries): JSON of a list of
 ``{"text": ..., "buttons": [[[label, callback_data], ...], ...], "photo": ...}``, one entry a
@@ -19,15 +19,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
-from channels.base import chat_messages
-from channels.voucher import voucher_text
+from channels.base import Delivery, chat_messages
+from channels.voucher import qr_png, voucher_text
 from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
 from dialogs.events import Event, InboundEvent, Prompt, VoucherIssued
 from locales import LOCALES, gettext, ids
 
 CHANNEL = "telegram"
+PROVIDER = "telegram"
+REQUEST_TIMEOUT = 10  # seconds for one Bot API call (well inside the chat turn's lock expiry)
 MAX_CALLBACK_DATA = 64  # bytes, Telegram's limit
 ANSWER = "a"  # callback data prefix of an answer button: a:<step id>:<value>
 LANGUAGE = "l"  # callback data prefix of a language button: l:<locale>
@@ -91,7 +97,9 @@ def inbound_event(
     *,
     text: str = "",
     button: str | None = None,
+    reply_to: str | None = None,
 ) -> InboundEvent:
+    """``reply_to``: the chat id, encrypted."""
     return InboundEvent(
         channel=CHANNEL,
         sender=sender_hash,
@@ -99,6 +107,7 @@ def inbound_event(
         button=button,
         delivery_id=f"telegram:{update_id}",
         locale=locale,
+        reply_to=reply_to,
     )
 
 
@@ -231,3 +240,36 @@ def render_terminal(events: Sequence[Event], locale: str) -> str:
             lines.append(" ".join(labels))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+def make_bot(token: str, *, api_url: str | None = None) -> Bot:
+    """An aiogram Bot for ``token``, on ``api_url`` when set (a local Bot API server). Close it
+    with ``await bot.session.close()``."""
+    session = (
+        AiohttpSession(api=TelegramAPIServer.from_base(api_url), timeout=REQUEST_TIMEOUT)
+        if api_url
+        else AiohttpSession(timeout=REQUEST_TIMEOUT)
+    )
+    return Bot(token, session=session)
+
+
+async def send(bot: Bot, chat_id: int | str, messages: Sequence[Outgoing]) -> Delivery:
+    """Send ``messages`` to a chat in order, a voucher as a photo of its QR code with the voucher
+    as its caption, stopping at the first one the Bot API refuses: that refusal, else the last
+    message's delivery."""
+    delivery = Delivery(PROVIDER, None, "sent")
+    for message in messages:
+        try:
+            if message.photo:
+                photo = BufferedInputFile(qr_png(message.photo), filename="voucher.png")
+                sent = await bot.send_photo(chat_id, photo, caption=message.text)
+            else:
+                sent = await bot.send_message(chat_id, message.text, reply_markup=message.markup())
+        except TelegramAPIError as exc:  # its name only: never the chat or the token
+            method = "sendPhoto" if message.photo else "sendMessage"
+            return Delivery(PROVIDER, None, "failed", f"{method}: {type(exc).__name__}")
+        delivery = Delivery(PROVIDER, str(sent.message_id), "sent")
+    return delivery

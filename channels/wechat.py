@@ -246,9 +246,15 @@ def delivery_id(message: BaseMessage, sender_hash: str) -> str:
 
 
 def inbound_event(
-    sender_hash: str, text: str, delivery: str, locale: str, button: str | None = None
+    sender_hash: str,
+    text: str,
+    delivery: str,
+    locale: str,
+    button: str | None = None,
+    reply_to: str | None = None,
 ) -> InboundEvent:
-    """WeChat pushes carry no language: a new conversation gets the deployment's default."""
+    """WeChat pushes carry no language: a new conversation gets the deployment's default.
+    ``reply_to``: the openid, encrypted."""
     return InboundEvent(
         channel=CHANNEL,
         sender=sender_hash,
@@ -256,6 +262,7 @@ def inbound_event(
         button=button,
         delivery_id=delivery,
         locale=locale,
+        reply_to=reply_to,
     )
 
 
@@ -308,7 +315,7 @@ def render_reply(events: Sequence[Event], locale: str) -> str:
     [{"text", "menu": [[id, content]...], "tail", "image"}...]}``. A re-delivery is answered from
     it (and sends nothing again)."""
     text = render_text(events, locale)
-    messages = _messages(events, locale)
+    messages = render_messages(events, locale)
     if not any(m.menu or m.image for m in messages):
         return text
     return json.dumps(
@@ -351,7 +358,7 @@ def load_reply(rendered: str) -> WeChatReply:
     return WeChatReply(rendered)
 
 
-def _messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
+def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
     """Statements together in a text message; each question a message of its own; a voucher as
     text, then its QR code as a picture."""
     messages = []

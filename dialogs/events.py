@@ -23,7 +23,8 @@ class InboundEvent:
     recording that answers a free-text question (the phone channel), ``text`` then being its
     transcript if there is one. ``delivery_id`` is the provider's idempotency key (Twilio
     ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``, a call's sid and turn);
-    ``call_sid`` the phone call the event came in on.
+    ``call_sid`` the phone call the event came in on; ``reply_to`` the citizen's address in a chat
+    app (a Telegram chat id, a WeChat openid), already encrypted, for what is told them later.
     """
 
     channel: str
@@ -34,6 +35,7 @@ class InboundEvent:
     locale: str | None = None
     recording: str | None = None
     call_sid: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

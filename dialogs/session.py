@@ -45,3 +45,6 @@ class Session(BaseModel):
     # The phone call the conversation is on (voice), set by the application: the end of an
     # earlier call, reported late, leaves the conversation of the next one alone.
     call_sid: str | None = None
+    # The citizen's address in a chat app (a Telegram chat id, a WeChat openid), encrypted, set
+    # by the application: a voucher earned when the conversation expires is told there.
+    reply_to: str | None = None
