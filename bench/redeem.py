@@ -2,12 +2,14 @@
 
     .venv/bin/python -m bench.redeem [--vouchers 2000] [--concurrency 1,10,50] [--contenders 10]
                                      [--workers 1] [--admin-url postgresql://postgres@127.0.0.1/test]
+                                     [--redis-url redis://127.0.0.1:6379/9]
 
 1. creates a fresh PostgreSQL database (dropped at the end), runs the migrations, and writes
    ``--vouchers`` issued vouchers per concurrency level straight into it (a hall, cases, complete
    ratings, vouchers with codes hashed by the server's secret) and one parking key;
-2. starts ``ratebot serve --workers N`` (no Redis: the gate's API needs none) and waits for
-   ``/healthz``;
+2. starts ``ratebot serve --workers N`` and waits for ``/healthz``; with ``--redis-url`` the
+   state store is that Redis (as when scaled out: every gate request asks it for the key's
+   guess count), else in memory;
 3. per concurrency level, redeems each voucher once with ``POST
    /api/v1/parking/vouchers/{code}/redeem`` from that many concurrent clients and prints
    redemptions per second and latency percentiles (every answer must be 200);
@@ -152,6 +154,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--contenders", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--redis-url", help="the state store (default: in memory)")
     parser.add_argument(
         "--admin-url",
         default=os.environ.get("RATEBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test"),
@@ -182,11 +185,14 @@ def main() -> None:
             RATEBOT_RUN_WORKER="false",
             RATEBOT_LOG_LEVEL="WARNING",
         )
+        if args.redis_url:
+            env["RATEBOT_REDIS_URL"] = args.redis_url
         argv = [*ratebot_command(), "serve", "--port", str(port), "--workers", str(args.workers)]
         server = Server("redeem", argv, env, Path(tempfile.gettempdir()), port)
         server.wait_healthy()
 
-        print(f"ratebot serve --workers {args.workers}, PostgreSQL, no Redis")
+        store = f"Redis {args.redis_url}" if args.redis_url else "state in memory"
+        print(f"ratebot serve --workers {args.workers}, PostgreSQL, {store}")
         print(f"{'clients':>8} {'redemptions':>12} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8}")
         for concurrency in levels:
             elapsed, latencies, statuses = asyncio.run(
