@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.optouts import opt_in, opt_out
-from bot.ratings import follow_up_due, ratings, records, save_rating
+from bot.ratings import follow_up_due, ratings, records, save_late_recording, save_rating
 from bot.runtime import Runtime
 from bot.vouchers import issue_voucher, voucher_for_case
 from dialogs import engine
@@ -36,6 +36,7 @@ from dialogs.events import (
     VoucherIssued,
 )
 from dialogs.session import Session
+from dialogs.survey import TextStep
 from locales import ids
 from storage.models import Invitation
 
@@ -103,6 +104,9 @@ class Conversations:
         first reply again and changes nothing."""
 
         async def step(before: Session | None, now: datetime) -> Sprint:
+            if _late_recording(event, before):
+                assert before is not None
+                return await run_in_threadpool(self._keep_late_recording, before, event)
             sprint = engine.resume(
                 self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
             )
@@ -211,6 +215,21 @@ class Conversations:
 
         await self._turn(event, step, lambda events, locale: "", call_ended=True)
         return earned
+
+    def _keep_late_recording(self, session: Session, event: InboundEvent) -> Sprint:
+        """The recording answers the question the call ended at: kept with the rating, the
+        conversation stays closed, nothing is said (the caller is gone)."""
+        assert session.left_at is not None and event.recording is not None
+        step = self.rt.survey.step(session.left_at)
+        if not isinstance(step, TextStep):
+            return Sprint(session, [])
+        with self.rt.db.begin() as db:
+            kept = save_late_recording(db, session.id, step.field, event.recording)
+        if not kept:
+            return Sprint(session, [])
+        answers = {**session.answers}
+        answers["recordings"] = {**answers.get("recordings", {}), step.field: event.recording}
+        return Sprint(session.model_copy(update={"answers": answers}), [])
 
     async def _reminding(self, sprint: Sprint, record_no: str) -> Sprint:
         """Telling a citizen their case is rated also tells its voucher again, if it earned one:
@@ -330,6 +349,19 @@ class Conversations:
         if voucher is not None:
             events.append(voucher)  # told after the thanks
         return Sprint(sprint.session, events)
+
+
+def _late_recording(event: InboundEvent, before: Session | None) -> bool:
+    """A recording posted after its own call's end closed the conversation: Twilio may report
+    the end of a call whose caller hung up while recording before it posts the recording."""
+    return (
+        event.recording is not None
+        and before is not None
+        and before.step is None
+        and before.left_at is not None
+        and before.call_sid is not None
+        and before.call_sid == event.call_sid
+    )
 
 
 def _is_level(event: Event) -> bool:

@@ -171,6 +171,18 @@ def follow_up_due(conn: sa.Connection, record_id: int) -> bool:
     return wanted is not None
 
 
+def save_late_recording(conn: sa.Connection, conversation_id: str, field: str, url: str) -> bool:
+    """Keep a spoken answer that arrived after its conversation closed (the call's end was
+    reported first); False when the conversation left no rating."""
+    rating_id = conn.execute(
+        sa.select(ratings.c.id).where(ratings.c.conversation_id == conversation_id)
+    ).scalar()
+    if rating_id is None:
+        return False
+    conn.execute(UPSERT_RECORDING, {"rating_id": rating_id, "field": field, "url": url})
+    return True
+
+
 def save_transcription(conn: sa.Connection, recording_url: str, text: str) -> bool:
     """Keep Twilio's transcript of a spoken answer; False when no rating holds that recording."""
     done = conn.execute(

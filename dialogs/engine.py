@@ -337,5 +337,6 @@ def _close(
     closed_event = RatingClosed(outcome, reason)
     if outcome == "discarded":
         return Sprint(None, [*events, closed_event])
-    closed = _touch(survey, session, now, step=None, retries=0, outcome=outcome)
+    left_at = None if reason == "finished" else session.step
+    closed = _touch(survey, session, now, step=None, retries=0, outcome=outcome, left_at=left_at)
     return Sprint(closed, [*events, closed_event])

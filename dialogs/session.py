@@ -36,6 +36,7 @@ class Session(BaseModel):
     updated_at: datetime
     expires_at: datetime
     outcome: str | None = None  # set once closed: complete | incomplete | discarded
+    left_at: str | None = None  # the question open when it was closed unfinished (expired…)
     # How the conversation began, set by the application (the engine does not read it):
     # invitation, qr_code (a scanned case code), link (a deep link), transfer (a hotline call
     # put through), callback (a follow-up call, 回访), or None (unsolicited).

@@ -293,6 +293,37 @@ async def test_bad_review_complaint_by_keys_and_voice(harness: Harness) -> None:
     assert rating["recordings"]["complaint.details"]["url"] == RECORDING + "details"
 
 
+async def test_a_complaint_recorded_as_the_caller_hangs_up_is_kept_whatever_comes_first(
+    harness: Harness,
+) -> None:
+    """The caller speaks the complaint and hangs up instead of pressing #. Twilio then posts the
+    recording and the call's end; when the end comes first, the recording is still kept."""
+    await harness.report()
+    call = Call(harness)
+    await call.start()
+    for key in "1", "2", "2", "1", "13":
+        await call.press(key)
+    asking = call.twiml
+    assert asking is not None and asking.find("Record") is not None
+    await call.hang_up("completed")  # the end, reported first
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "incomplete" and rating["recordings"] == {}
+    late = await call.record("details", digits="hangup")
+    assert ended(late) and spoken(late) == ""  # nobody to talk to
+    rating = await rating_of(harness)
+    assert rating is not None and rating["status"] == "incomplete"
+    assert rating["recordings"] == {
+        "complaint.details": {"url": RECORDING + "details", "transcription": None}
+    }
+    # A recording from another call does not land in this rating.
+    stranger = Call(harness)
+    stranger.twiml = asking
+    await stranger.record("other", digits="hangup")
+    rating = await rating_of(harness)
+    assert rating is not None and set(rating["recordings"]) == {"complaint.details"}
+    assert rating["recordings"]["complaint.details"]["url"] == RECORDING + "details"
+
+
 async def test_zero_skips_the_optional_comment(harness: Harness) -> None:
     await harness.report()
     call = Call(harness)
