@@ -18,9 +18,10 @@ Rules the tests pin down (``tests/dialogs/cases``):
   leaves it unchanged — one rating per case, and a repeated "5" must not rate twice. A session
   closed without a level (``discarded``) is forgotten (``Sprint.session`` None).
 - An unusable answer re-asks with a hint; the ``max_retries``-th one ends the conversation.
-- Every change to an open session moves ``expires_at`` to ``now + expires_after_hours``; the
-  caller then calls :func:`expire`, which closes an open session silently (the citizen is not
-  messaged) and forgets a closed one.
+- Every change to an open session moves ``expires_at`` to ``now + expires_after_hours`` — or
+  ``done_after_minutes`` once only optional questions are left; the caller then calls
+  :func:`expire`, which closes an open session silently (the citizen is not messaged; with only
+  optional questions left the rating is complete) and forgets a closed one.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _new_session(
 
 
 def _touch(survey: Survey, session: Session, now: datetime, **changes: Any) -> Session:
-    return session.model_copy(
+    touched = session.model_copy(
         update={
             "updated_at": now,
             "expires_at": now + timedelta(hours=survey.expires_after_hours),
@@ -195,6 +196,9 @@ def _touch(survey: Survey, session: Session, now: datetime, **changes: Any) -> S
         },
         deep=True,
     )
+    if touched.step is not None and only_optional_left(survey, touched):
+        touched.expires_at = now + timedelta(minutes=survey.done_after_minutes)
+    return touched
 
 
 def _prompt(survey: Survey, session: Session, hint: str | None = None) -> Prompt:
@@ -311,10 +315,12 @@ def _outcome(survey: Survey, session: Session) -> Outcome:
     comment?" finished), ``incomplete`` with an overall level, else ``discarded``."""
     if "level" not in session.answers:
         return "discarded"
-    return "complete" if _only_optional_left(survey, session) else "incomplete"
+    return "complete" if only_optional_left(survey, session) else "incomplete"
 
 
-def _only_optional_left(survey: Survey, session: Session) -> bool:
+def only_optional_left(survey: Survey, session: Session) -> bool:
+    """Whether every question still ahead of ``session`` may be skipped (it has answered all it
+    must: closed now, it is complete)."""
     step_id = session.step
     while step_id is not None and step_id != END:
         step = survey.step(step_id)

@@ -165,6 +165,9 @@ class Survey(_Model):
     start: str
     max_retries: int = Field(default=3, ge=1)
     expires_after_hours: float = Field(default=72, gt=0)
+    # A conversation with only optional questions left (the comment) is done this long after the
+    # last answer: it closes complete, and a voucher it earned goes out, without the 72 hours.
+    done_after_minutes: float = Field(default=30, gt=0)
     reminder_after_hours: float | None = Field(default=4, gt=0)
     steps: list[Step] = Field(min_length=1)
 

@@ -114,7 +114,7 @@ async def test_telegram_expired_at_the_comment_gets_its_voucher_in_the_chat(
     await tg.say("5 4 5 5")  # then silence at "any comment?"
     kept_encrypted(tg.h, await tg.session(), str(CHAT_ID))
     before = len(tg.fake.calls)
-    tg.h.clock.advance(hours=73)
+    tg.h.clock.advance(minutes=31)  # the survey's done_after_minutes is 30
     await worker.run_due(tg.h.rt)
     [photo] = [c for c in tg.fake.calls[before:] if c.method == "sendPhoto"]
     assert photo.params["chat_id"] == str(CHAT_ID)
@@ -137,7 +137,7 @@ async def test_wechat_by_a_scanned_code_gets_its_voucher_in_the_chat(
     await wx.say("5 4 5 5")  # then silence at "any comment?"
     kept_encrypted(wx.h, await wx.session(), OPENID)
     before = len(wx.fake.calls)
-    wx.h.clock.advance(hours=73)
+    wx.h.clock.advance(minutes=31)  # the survey's done_after_minutes is 30
     await worker.run_due(wx.h.rt)
     calls = wx.fake.calls[before:]
     [upload] = [c for c in calls if c.path == "media/upload"]
@@ -154,15 +154,16 @@ async def test_wechat_by_a_scanned_code_gets_its_voucher_in_the_chat(
 async def test_wechat_refusing_the_late_voucher_texts_it(
     wx: WX, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """WeChat takes customer-service messages only for 48 hours after the citizen last wrote,
-    and the conversation expires later than that: then the voucher goes by SMS."""
+    """WeChat refuses the customer-service message (45015: more than 48 hours since the citizen
+    last wrote, as with a survey whose done_after_minutes is that long): the voucher goes by
+    SMS."""
     await put_hall(wx.h)
     await wx.h.report(RECORD)
     await wx.event("SCAN", RECORD)
     await wx.say("5 4 5 5")
     wx.fake.fail["message/custom/send"] = (45015, "response out of time limit")
     capsys.readouterr()
-    wx.h.clock.advance(hours=73)
+    wx.h.clock.advance(minutes=31)  # the survey's done_after_minutes is 30
     await worker.run_due(wx.h.rt)
     assert vouchers_sent(wx.h) == [
         ("wechat", mask(OPENID), "failed"),
@@ -181,7 +182,7 @@ async def test_a_telegram_chat_that_blocked_the_bot_is_texted_the_late_voucher(
     await tg.say("5 4 5 5")
     tg.fake.fail["sendPhoto"] = (403, "Forbidden: bot was blocked by the user")
     capsys.readouterr()
-    tg.h.clock.advance(hours=73)
+    tg.h.clock.advance(minutes=31)  # the survey's done_after_minutes is 30
     await worker.run_due(tg.h.rt)
     assert vouchers_sent(tg.h) == [
         ("telegram", mask(str(CHAT_ID)), "failed"),

@@ -332,7 +332,10 @@ async def test_a_rating_that_expires_at_the_optional_comment_earns_and_texts_its
     await harness.report(RECORD)
     await harness.reply_text("5 4 5 5")  # then silence at "any comment?"
     capsys.readouterr()
-    harness.clock.advance(hours=73)
+    harness.clock.advance(minutes=29)  # the survey's done_after_minutes is 30
+    await worker.run_due(harness.rt)
+    assert voucher_rows(harness) == [] and capsys.readouterr().out == ""
+    harness.clock.advance(minutes=2)  # done: not 72 hours later, while the visit is still on
     await worker.run_due(harness.rt)
     [row] = voucher_rows(harness)
     assert row.state == "issued"

@@ -3,7 +3,7 @@ purity."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from dialogs import engine
 from dialogs.events import Answered, InboundEvent, Prompt
@@ -89,3 +89,18 @@ def test_all_five_levels_are_accepted_at_every_level_step() -> None:
             answered = _say(_at(step, {"level": 3}), str(level)).events[0]
             assert isinstance(answered, Answered)
             assert answered.value == level
+
+
+def test_a_conversation_with_only_optional_questions_left_is_done_sooner() -> None:
+    """It waits ``expires_after_hours`` for a required answer, ``done_after_minutes`` for the
+    optional comment: then it closes complete (and a voucher it earned goes out)."""
+    survey = default_survey()
+    at_dimension = _say(_at("efficiency", {"level": 5, "dimensions": {"attitude": 4}}), "5")
+    assert at_dimension.session is not None and at_dimension.session.step == "convenience"
+    assert at_dimension.session.expires_at == NOW + timedelta(hours=survey.expires_after_hours)
+    at_comment = _say(at_dimension.session, "5").session
+    assert at_comment is not None and at_comment.step == "comment"
+    assert at_comment.expires_at == NOW + timedelta(minutes=survey.done_after_minutes)
+    closed = engine.expire(survey, at_comment, now=at_comment.expires_at).session
+    assert closed is not None and closed.outcome == "complete" and closed.left_at == "comment"
+    assert closed.expires_at == at_comment.expires_at + timedelta(hours=survey.expires_after_hours)
