@@ -36,7 +36,7 @@ from dialogs.events import (
     VoucherIssued,
 )
 from dialogs.session import Session
-from dialogs.survey import Survey, TextStep
+from dialogs.survey import TextStep
 from locales import ids
 from storage.models import Invitation
 
@@ -110,7 +110,7 @@ class Conversations:
             sprint = engine.resume(
                 self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
             )
-            if _touches_records(self.rt.survey, sprint):
+            if _touches_records(sprint):
                 sprint = await run_in_threadpool(
                     self.apply, sprint, before, event.channel, event.sender, now
                 )
@@ -306,11 +306,7 @@ class Conversations:
         writes: list[tuple[Session, str | None]] = []
         if closed is not None and closing is not None:
             writes.append((closing, closed.outcome))
-        if (
-            current is not None
-            and current.step is not None
-            and _saves_progress(self.rt.survey, events, current)
-        ):
+        if current is not None and current.step is not None and _saves_progress(events, current):
             # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
             writes.append((current, None))
         session = closing or current
@@ -333,6 +329,7 @@ class Conversations:
                         provider=PROVIDERS.get(channel, channel),
                         citizen_hash=contact_hash,
                         now=now,
+                        look_at=engine.look_again_at(self.rt.survey, target, now),
                     )
                     if outcome == "complete" and target.record_no is not None:
                         # In the rating's transaction: committed with it, or not at all.
@@ -372,20 +369,16 @@ def _is_level(event: Event) -> bool:
     return isinstance(event, Answered) and event.field == "level"
 
 
-def _saves_progress(survey: Survey, events: Sequence[Event], session: Session) -> bool:
+def _saves_progress(events: Sequence[Event], session: Session) -> bool:
     """Whether an open conversation's answers so far must be written now: an overall level makes
-    it a rating; a spoken answer's recording must be there when its transcript comes; and the
-    answer that leaves only optional questions brings its expiry near (the worker finds it by
-    the rating's)."""
+    it a rating, and a spoken answer's recording must be there when its transcript comes."""
     spoken = session.answers.get("recordings") or {}
-    return any(_is_level(e) or (isinstance(e, Answered) and e.field in spoken) for e in events) or (
-        any(isinstance(e, Answered) for e in events) and engine.only_optional_left(survey, session)
-    )
+    return any(_is_level(e) or (isinstance(e, Answered) and e.field in spoken) for e in events)
 
 
-def _touches_records(survey: Survey, sprint: Sprint) -> bool:
+def _touches_records(sprint: Sprint) -> bool:
     return any(isinstance(e, RatingClosed | OptedOut | OptedIn) for e in sprint.events) or (
-        sprint.session is not None and _saves_progress(survey, sprint.events, sprint.session)
+        sprint.session is not None and _saves_progress(sprint.events, sprint.session)
     )
 
 

@@ -89,8 +89,10 @@ def save_rating(
     provider: str,
     citizen_hash: str,
     now: datetime,
+    look_at: datetime,
 ) -> None:
-    """Write what ``session`` has answered so far.
+    """Write what ``session`` has answered so far; an unfinished rating is looked at again by
+    the worker at ``look_at``.
 
     ``outcome`` is None while the conversation goes on (the rating is ``in_progress``), else
     complete / incomplete / discarded. With no overall level there is no rating: an in-progress
@@ -120,7 +122,7 @@ def save_rating(
             "unsolicited": session.record_no is None,
             "now": now,
             "submitted_at": now if outcome else None,
-            "expires_at": session.expires_at,
+            "expires_at": look_at,
         },
     ).scalar()
     if rating_id is None:

@@ -96,8 +96,9 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
     async with rt.store.turn(key) as turn:
         session = load_session(turn.session)
         if session is not None and session.id == conversation_id and session.step is not None:
-            if session.expires_at > now:  # the citizen answered since: look again later
-                await run_in_threadpool(_postpone, rt, rating_id, session.expires_at)
+            if session.expires_at > now:  # not done yet: look again later
+                look_at = engine.look_again_at(rt.survey, session, now)
+                await run_in_threadpool(_postpone, rt, rating_id, look_at)
                 return
             sprint = engine.expire(rt.survey, session, now=now)
             told = await run_in_threadpool(
@@ -120,10 +121,10 @@ def _expire_vouchers(rt: Runtime, now: datetime) -> int:
         return expire_due(conn, now)
 
 
-def _postpone(rt: Runtime, rating_id: int, expires_at: datetime) -> None:
+def _postpone(rt: Runtime, rating_id: int, look_at: datetime) -> None:
     with DbSession(rt.db) as db, db.begin():
         rating = db.get_one(Rating, rating_id)
-        rating.expires_at = expires_at
+        rating.expires_at = look_at
         db.add(rating)
 
 

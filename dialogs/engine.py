@@ -154,6 +154,19 @@ def expire(
     return _close(survey, session, now, reason, [])
 
 
+def look_again_at(survey: Survey, session: Session, now: datetime) -> datetime:
+    """When whoever runs :func:`expire` should next look at ``session`` (nobody tells it when
+    the citizen answers): at its expiry, once only optional questions are left or it is closed.
+    While a required question is open, sooner: the citizen may yet reach the optional ones, and
+    the session is then done ``done_after_minutes`` later. So after as long again as it has been
+    idle (at least ``done_after_minutes``): one left for days is looked at a few times, not every
+    half hour, and one taken up again is done at most that long late."""
+    if session.step is None or only_optional_left(survey, session):
+        return session.expires_at
+    idle = max(now - session.updated_at, timedelta(minutes=survey.done_after_minutes))
+    return min(session.expires_at, now + idle)
+
+
 def ask(survey: Survey, session: Session) -> Sprint:
     """The current question again, nothing changed (the citizen came back to the same case)."""
     if session.step is None:

@@ -140,6 +140,8 @@ class Rating(SQLModel, table=True):
     created_at: datetime | None = _time(index=True)
     submitted_at: datetime | None = _time()
     updated_at: datetime | None = _time()
+    # While in progress: when the worker next looks whether its conversation expired or is done
+    # (dialogs.engine.look_again_at); the conversation itself holds its expiry.
     expires_at: datetime | None = _time()
 
 

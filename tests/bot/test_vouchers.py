@@ -344,6 +344,31 @@ async def test_a_rating_that_expires_at_the_optional_comment_earns_and_texts_its
     assert harness.rt.privacy.decrypt(row.code_enc) in texted.replace("-", "")
 
 
+async def test_a_citizen_who_reaches_the_comment_late_still_gets_the_voucher_soon(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker is not told of answers: it looks again after as long as the citizen has been
+    away (at least 30 minutes), and then finds the conversation done."""
+    await put_hall(harness)
+    await harness.report(RECORD)
+    await harness.reply_text("5")
+    # Looked at 31, 62 and 124 minutes after the level (each time after as long again as the
+    # citizen had been away): not done. The next look is then due at 248 minutes.
+    for minutes in (31, 31, 62):
+        harness.clock.advance(minutes=minutes)
+        await worker.run_due(harness.rt)
+    harness.clock.advance(minutes=30)  # 154 minutes: the citizen is back
+    await harness.reply_text("4 5 5")  # and leaves at "any comment?"
+    capsys.readouterr()
+    harness.clock.advance(minutes=91)  # 245 minutes: done, but not looked at yet
+    await worker.run_due(harness.rt)
+    assert voucher_rows(harness) == []
+    harness.clock.advance(minutes=3)
+    await worker.run_due(harness.rt)
+    [row] = voucher_rows(harness)
+    assert row.state == "issued" and HALL_NAME in capsys.readouterr().out
+
+
 async def test_a_citizen_writing_after_the_rating_is_told_the_voucher_again(
     harness: Harness,
 ) -> None:

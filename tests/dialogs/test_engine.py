@@ -104,3 +104,18 @@ def test_a_conversation_with_only_optional_questions_left_is_done_sooner() -> No
     closed = engine.expire(survey, at_comment, now=at_comment.expires_at).session
     assert closed is not None and closed.outcome == "complete" and closed.left_at == "comment"
     assert closed.expires_at == at_comment.expires_at + timedelta(hours=survey.expires_after_hours)
+
+
+def test_expiry_is_looked_at_again_after_as_long_as_the_citizen_was_away() -> None:
+    survey = default_survey()
+    half_hour = timedelta(minutes=survey.done_after_minutes)
+    open_ = _say(None, "5").session  # at the first dimension, answered at NOW
+    assert open_ is not None and open_.step == "attitude"
+    assert engine.look_again_at(survey, open_, NOW) == NOW + half_hour
+    later = NOW + timedelta(hours=2)
+    assert engine.look_again_at(survey, open_, later) == later + timedelta(hours=2)
+    near_the_end = open_.expires_at - timedelta(hours=1)
+    assert engine.look_again_at(survey, open_, near_the_end) == open_.expires_at
+    at_comment = _say(_at("convenience", {"level": 5, "dimensions": {}}), "5").session
+    assert at_comment is not None and at_comment.step == "comment"
+    assert engine.look_again_at(survey, at_comment, NOW) == at_comment.expires_at == NOW + half_hour
