@@ -279,8 +279,8 @@ class Conversations:
             after = sprint.session
             if after is not None and event.call_sid is not None and not call_ended:
                 after = after.model_copy(update={"call_sid": event.call_sid})  # goes on in it
-            if after is not None and event.reply_to is not None:
-                after = after.model_copy(update={"reply_to": event.reply_to})
+            if after is not None and after.reply_to is None and event.reply_to is not None:
+                after = after.model_copy(update={"reply_to": event.reply_to})  # the same chat
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
             reply = render(sprint.events, locale)
