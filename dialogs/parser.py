@@ -85,8 +85,14 @@ def parse_level(text: str) -> int | None:
 
 
 def parse_levels(text: str, n: int) -> list[int] | None:
-    """``n`` levels at once (the shortcut "5 4 5 5", "5455", "5,4,5,5"), or ``None``."""
+    """``n`` levels at once (the shortcut "5 4 5 5", "5455", "5,4,5,5"), or ``None``.
+
+    Stars are never the shortcut: "★★★★" is one answer of four stars, not four answers of one
+    star, however many questions are left (reading it as 1,1,1,1 stored an invented bad review).
+    """
     s = normalize(text)
+    if any(char in _STARS for char in s):
+        return None
     tokens = [t for t in _SEPARATORS.split(s) if t]
     if len(tokens) == 1:
         # No separators: one character per level ("5455", "五四五五").

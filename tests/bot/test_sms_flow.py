@@ -75,6 +75,24 @@ async def test_bad_review_collects_complaint_and_callback_wish(harness: Harness)
     assert rating["comment"] is None
 
 
+async def test_four_stars_over_sms_are_a_good_review_of_four_not_a_bad_review_of_one(
+    harness: Harness,
+) -> None:
+    """Regression: "★★★★" as the first answer, with four level questions open, was split into
+    four answers of 1; the citizen was told sorry and asked what went wrong."""
+    await harness.report()
+    reply = await harness.reply_text("★★★★")
+    assert "服务态度" in reply
+    assert (await record(harness))["rating"]["level"] == 4
+    for stars in ("⭐⭐⭐", "★★", "🌟"):
+        await harness.reply_text(stars)
+    await harness.reply_text("0")
+    rating = (await record(harness))["rating"]
+    assert rating["status"] == "complete"
+    assert rating["level"] == 4 and rating["bad_review"] is False and rating["complaint"] is None
+    assert rating["dimensions"] == {"attitude": 3, "efficiency": 2, "convenience": 1}
+
+
 async def test_duplicate_delivery_gets_same_reply_and_changes_nothing(harness: Harness) -> None:
     await harness.report()
     first = await harness.sms("4", sid="SM-dup-1")

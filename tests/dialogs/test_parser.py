@@ -54,6 +54,13 @@ def test_parse_level(text: str, level: int | None) -> None:
         ("5 4 5 6", 4, None),
         ("5", 4, None),
         ("", 4, None),
+        # stars are one level, never the shortcut: four stars with four questions left is 4
+        ("★★★★", 4, None),
+        ("⭐⭐⭐", 3, None),
+        ("⭐️⭐️", 2, None),
+        ("🌟🌟🌟🌟", 4, None),
+        ("★ ★ ★ ★", 4, None),
+        ("★,★,★", 3, None),
     ],
 )
 def test_parse_levels(text: str, n: int, levels: list[int] | None) -> None:
