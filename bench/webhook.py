@@ -750,7 +750,7 @@ class DbCheck:
 
 def contact_hashes(contacts: list[str]) -> list[str]:
     """As ratebot stores a phone number or an openid: its keyed hash."""
-    from bot.privacy import Privacy
+    from storage.privacy import Privacy
 
     privacy = Privacy(SECRET_KEY)
     return [privacy.contact_hash(contact) for contact in contacts]

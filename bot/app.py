@@ -8,56 +8,26 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot import api, halls, parking, telegram, voice, voucher_page, webhooks, wechat, worker
+from bot import worker
+from bot.cases import routes as cases
+from bot.results import routes as results
+from bot.rewards import gate, halls, page
+from bot.web.deps import RuntimeDep
+from bot.web.limits import BodyLimit
+from bot.webhooks import sms, telegram, voice, wechat
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.models import utcnow
 
 log = logging.getLogger("ratebot")
-MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT = 3  # seconds for each store to answer /readyz
-
-
-class BodyLimit:
-    """413 for a body over ``limit`` bytes, whether it declares its length or streams it.
-
-    FastAPI's own ``max_body_size`` answers a declared length with plain text; every error of
-    this API is JSON with a ``detail``.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse(
-                {"detail": f"request body larger than {self.limit} bytes"}, status_code=413
-            )
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:  # a chunked body that declared no length
-                raise HTTPException(413, f"request body larger than {self.limit} bytes")
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 def create_app(
@@ -86,11 +56,12 @@ def create_app(
 
     app = FastAPI(title="ratebot", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
-    app.include_router(api.router)
+    app.include_router(cases.router)
+    app.include_router(results.router)
     app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
-    app.include_router(parking.router)
-    app.include_router(voucher_page.router)
-    app.include_router(webhooks.router)
+    app.include_router(gate.router)
+    app.include_router(page.router)
+    app.include_router(sms.router)
     app.include_router(voice.router)
     if settings.voice_audio_dir is not None:  # the deployment's recorded prompts, for <Play>
         app.mount(
@@ -112,7 +83,7 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(rt: api.RuntimeDep) -> Response:
+    async def readyz(rt: RuntimeDep) -> Response:
         """The database and the state store answer."""
         problems = {}
         for part, check in (

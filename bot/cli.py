@@ -81,7 +81,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
-    from bot.api import create_api_key
+    from bot.web.auth import create_api_key
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -161,7 +161,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
 def cmd_call(args: argparse.Namespace) -> None:
     """Call a case's citizen now (inside calling hours) to rate it by phone — or, for a bad
     review whose citizen asked for one, to follow it up (回访)."""
-    from bot import calls
+    from bot.cases import calls
     from bot.runtime import Runtime
     from storage.models import CallAttempt
 
@@ -213,7 +213,7 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     from aiogram.exceptions import TelegramAPIError
 
     from bot.runtime import telegram_bot
-    from bot.telegram import ALLOWED_UPDATES
+    from bot.webhooks.telegram import ALLOWED_UPDATES
 
     settings = _settings()
     if not settings.telegram_token or not settings.telegram_secret:

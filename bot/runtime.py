@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from aiogram import Bot
 
-from bot.privacy import Privacy
+from storage.privacy import Privacy
 from bot.settings import Settings
 from channels import telegram
 from channels.base import Caller, Sender

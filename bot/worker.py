@@ -17,11 +17,11 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from bot import calls
-from bot.conversation import Conversations, load_session, split_key
-from bot.invitations import dispatch_invitation, send_reminder, send_voucher
+from bot.cases import calls
+from bot.conversation.turn import Conversations, load_session, split_key
+from bot.cases.invitations import dispatch_invitation, send_reminder, send_voucher
 from bot.runtime import Runtime
-from bot.vouchers import expire_due
+from bot.rewards.vouchers import expire_due
 from dialogs import engine
 from dialogs.events import VoucherIssued
 from storage.models import Invitation, Rating

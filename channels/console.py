@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.privacy import mask
+from storage.privacy import mask
 from channels.base import Delivery
 
 log = logging.getLogger("ratebot.outbox")

@@ -11,7 +11,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from bot.privacy import mask
+from storage.privacy import mask
 from channels.base import Delivery
 
 log = logging.getLogger("ratebot.twilio")

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "bot" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def normalize_url(url: str) -> str:

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlmodel import Session as DbSession
 from twilio.request_validator import RequestValidator
 
-from bot.api import create_api_key
+from bot.web.auth import create_api_key
 from bot.app import create_app
 from bot.runtime import Runtime
 from bot.settings import Settings

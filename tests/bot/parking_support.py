@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.parking import Guesses
-from bot.vouchers import check_symbol, new_code
+from bot.rewards.gate import Guesses
+from bot.rewards.vouchers import check_symbol, new_code
 from tests.bot.conftest import PHONE, Harness
 
 HALL = "YT-001"
@@ -78,7 +78,7 @@ def parking_key(h: Harness, *halls: str, name: str = "gate") -> dict[str, str]:
     """A parking key good for ``halls``."""
     from sqlmodel import Session as DbSession
 
-    from bot.api import create_api_key
+    from bot.web.auth import create_api_key
 
     with DbSession(h.rt.db) as db:
         key = create_api_key(db, role="parking", name=name, now=h.clock(), halls=halls or (HALL,))

@@ -240,7 +240,7 @@ def test_call_places_a_call_about_a_case(
 ) -> None:
     import asyncio
 
-    from bot.api import create_api_key
+    from bot.web.auth import create_api_key
     from storage.db import upgrade
     from tests.samples import PHONE, service_record
 

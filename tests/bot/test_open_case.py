@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from itertools import count
 
-from bot.conversation import Conversations
+from bot.conversation.turn import Conversations
 from channels.sms import render_text
 from dialogs.events import InboundEvent
 from tests.bot.conftest import Harness

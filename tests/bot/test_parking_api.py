@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from bot import worker
 from bot.app import create_app
 from bot.cli import main
-from bot.parking import Guesses
-from bot.privacy import Privacy
-from bot.vouchers import vouchers
+from bot.rewards.gate import Guesses
+from storage.privacy import Privacy
+from bot.rewards.vouchers import vouchers
 from storage.memory import MemoryConversationStore
 from storage.redis import RedisConversationStore
 from tests.bot.conftest import FakeClock, Harness, make_settings, serving

@@ -309,7 +309,7 @@ async def test_workers_running_at_once_send_each_invitation_and_reminder_once(
 
 
 async def test_busy_conversation_asks_to_resend_and_remembers_nothing(harness: Harness) -> None:
-    from bot.conversation import conversation_key
+    from bot.conversation.turn import conversation_key
     from storage.state import conversation_store_from_url
 
     await harness.rt.store.close()

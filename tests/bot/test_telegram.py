@@ -22,7 +22,7 @@ from aiogram.types import CallbackQuery, Chat, Message, MessageEntity, Update, U
 from pydantic import ValidationError
 
 from bot.cli import main
-from bot.conversation import conversation_key
+from bot.conversation.turn import conversation_key
 from bot.settings import Settings
 from channels import telegram
 from tests.bot.conftest import FakeClock, Harness, make_settings, serving

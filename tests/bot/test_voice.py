@@ -777,7 +777,7 @@ async def test_a_call_waiting_for_calling_hours_is_dropped_once_the_case_is_rate
 async def test_a_call_being_placed_is_not_taken_for_dead_by_another_worker(
     dialer: Harness, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import calls
+    from bot.cases import calls
 
     dialer.clock.advance(hours=11)
     await dialer.report(channel="voice")  # scheduled for 09:00
@@ -797,7 +797,7 @@ async def test_a_call_being_placed_is_not_taken_for_dead_by_another_worker(
 async def test_a_busy_conversation_at_call_start_comes_back_to_the_same_url(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.conversation import Conversations
+    from bot.conversation.turn import Conversations
     from storage.base import ConversationBusy
 
     await harness.report()
@@ -829,7 +829,7 @@ async def test_a_busy_conversation_at_call_start_comes_back_to_the_same_url(
 async def test_callbacks_skip_citizens_who_opted_out_and_schedule_once(
     dialer: Harness, fake_twilio: FakeTwilio
 ) -> None:
-    from bot import calls
+    from bot.cases import calls
 
     await dialer.report()
     for answer in "1", "2", "2", "1", "3", "0", "1":

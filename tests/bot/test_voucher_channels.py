@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot import worker
-from bot.privacy import mask
+from storage.privacy import mask
 from tests.bot import test_telegram, test_wechat
 from tests.bot.conftest import Harness
 from tests.bot.parking_support import HALL_NAME, put_hall, voucher_code

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot import worker
-from bot.conversation import Conversations, conversation_key, load_session
-from bot.vouchers import (
+from bot.conversation.turn import Conversations, conversation_key, load_session
+from bot.rewards.vouchers import (
     ALPHABET,
     CODE_LENGTH,
     check_symbol,
@@ -237,7 +237,7 @@ async def test_two_workers_applying_the_finishing_turn_at_once_issue_one(
 def test_concurrent_issues_for_one_case_on_postgres_insert_one(postgres_url: str) -> None:
     """The second transaction waits on the unique key until the first commits, then inserts
     nothing and says so — never a second voucher, never an error."""
-    from bot.privacy import Privacy
+    from storage.privacy import Privacy
     from storage.db import create_db_engine
     from tests.conftest import truncate_all
 

@@ -23,7 +23,7 @@ from wechatpy.utils import WeChatSigner
 
 from bot.app import create_app
 from bot.cli import main
-from bot.conversation import conversation_key
+from bot.conversation.turn import conversation_key
 from bot.settings import Settings
 from channels import wechat
 from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings, serving

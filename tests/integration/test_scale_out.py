@@ -255,7 +255,7 @@ def seed_due_invitations(database_url: str, phones: list[str]) -> list[int]:
 
     from sqlmodel import Session as DbSession
 
-    from bot.privacy import Privacy, mask
+    from storage.privacy import Privacy, mask
     from storage.db import create_db_engine
     from storage.models import Invitation, ServiceRecord, utcnow
 

@@ -35,9 +35,9 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
 from bot import metrics
-from bot.api import get_runtime
-from bot.conversation import Conversations, Reply, conversation_key, load_session
-from bot.privacy import mask
+from bot.web.deps import get_runtime
+from bot.conversation.turn import Conversations, Reply, conversation_key, load_session
+from storage.privacy import mask
 from bot.runtime import Runtime
 from channels import telegram
 from dialogs import engine

@@ -36,13 +36,13 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import BaseMessage
 
-from bot.api import get_runtime
-from bot.conversation import (
+from bot.web.deps import get_runtime
+from bot.conversation.turn import (
     Conversations,
     Reply,
     latest_unrated_case,
 )
-from bot.privacy import mask
+from storage.privacy import mask
 from bot.runtime import Runtime
 from bot.settings import Settings
 from channels import wechat

@@ -1,5 +1,4 @@
-"""Provider webhooks: each checks the provider's signature, turns the request into an
-InboundEvent, and answers in the provider's own format."""
+"""The SMS webhooks (Twilio Messaging): inbound messages answered in TwiML, and delivery reports."""
 
 from __future__ import annotations
 
@@ -8,43 +7,19 @@ from contextlib import suppress
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 
-from bot.api import RuntimeDep, get_runtime
-from bot.conversation import Conversations
-from bot.invitations import record_delivery_status
-from bot.privacy import InvalidPhone, normalize_phone
+from bot.web.deps import RuntimeDep, get_runtime
+from bot.conversation.turn import Conversations
+from bot.cases.invitations import record_delivery_status
+from bot.webhooks.twilio import twilio_form
+from storage.privacy import InvalidPhone, normalize_phone
 from bot.runtime import Runtime
 from channels import sms
-from channels.twilio import signature_is_valid
 from locales import gettext, ids
 from storage.base import ConversationBusy
 
 log = logging.getLogger("ratebot.webhooks")
 router = APIRouter(prefix="/channels")
-FORM = "application/x-www-form-urlencoded"
-
-
-def public_url(request: Request, base: str) -> str:
-    """The URL the provider called, as it saw it: ``RATEBOT_PUBLIC_URL`` + path + query."""
-    query = request.url.query
-    return base + request.url.path + (f"?{query}" if query else "")
-
-
-async def twilio_form(request: Request, rt: Runtime) -> FormData:
-    """A Twilio webhook's form, once its signature is checked (404 when Twilio is not set up)."""
-    token = rt.settings.twilio_auth_token
-    if not token:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, "SMS is not configured (RATEBOT_TWILIO_AUTH_TOKEN)"
-        )
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"expected a {FORM} body")
-    form = await request.form()
-    signature = request.headers.get("x-twilio-signature", "")
-    if not signature_is_valid(token, public_url(request, rt.settings.public_url), form, signature):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-Twilio-Signature")
-    return form
 
 
 @router.post("/sms")

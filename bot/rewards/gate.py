@@ -43,11 +43,13 @@ from pydantic import (
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot.api import Line, RuntimeDep, get_runtime, require_role
-from bot.halls import HALL_CODE
-from bot.privacy import Privacy
+from bot.web.limits import Line
+from bot.web.deps import RuntimeDep, get_runtime
+from bot.web.auth import require_role
+from bot.rewards.halls import HALL_CODE
+from storage.privacy import Privacy
 from bot.runtime import Runtime
-from bot.vouchers import (
+from bot.rewards.vouchers import (
     code_hash,
     current_state,
     display_code,

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from bot.privacy import Privacy
+from storage.privacy import Privacy
 from dialogs.events import VoucherIssued
 from storage.models import (
     FlaggedCitizen,

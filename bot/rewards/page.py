@@ -14,11 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from bot.api import get_runtime
-from bot.parking import get_guesses, voucher_row
-from bot.privacy import mask
+from bot.web.deps import get_runtime
+from bot.rewards.gate import get_guesses, voucher_row
+from storage.privacy import mask
 from bot.runtime import Runtime
-from bot.vouchers import current_state, display_code, parse_code
+from bot.rewards.vouchers import current_state, display_code, parse_code
 from channels.voucher import EXPIRY_FORMAT, qr_svg
 from locales import gettext, ids, normalize_locale
 

@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
-from bot.optouts import opt_in, opt_out
-from bot.ratings import follow_up_due, ratings, records, save_late_recording, save_rating
+from bot.conversation.optouts import opt_in, opt_out
+from bot.conversation.ratings import follow_up_due, ratings, records, save_late_recording, save_rating
 from bot.runtime import Runtime
-from bot.vouchers import issue_voucher, voucher_for_case
+from bot.rewards.vouchers import issue_voucher, voucher_for_case
 from dialogs import engine
 from dialogs.events import (
     Answered,

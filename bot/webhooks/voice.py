@@ -23,14 +23,14 @@ from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
 from twilio.twiml.voice_response import VoiceResponse
 
-from bot import calls
-from bot.api import get_runtime
-from bot.conversation import Conversations, Render
-from bot.invitations import outbound_message
-from bot.privacy import InvalidPhone, mask, normalize_phone
-from bot.ratings import records, save_transcription
+from bot.cases import calls
+from bot.web.deps import get_runtime
+from bot.conversation.turn import Conversations, Render
+from bot.cases.invitations import outbound_message
+from storage.privacy import InvalidPhone, mask, normalize_phone
+from bot.conversation.ratings import records, save_transcription
 from bot.runtime import Runtime
-from bot.webhooks import public_url, twilio_form
+from bot.webhooks.twilio import public_url, twilio_form
 from channels import voice
 from channels.voucher import voucher_text
 from dialogs.events import Event, InboundEvent, Say, VoucherIssued

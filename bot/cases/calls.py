@@ -25,10 +25,10 @@ from sqlalchemy import update
 from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 
-from bot import invitations
-from bot.optouts import is_opted_out
-from bot.privacy import mask
-from bot.ratings import complaints, follow_up_due, ratings, records
+from bot.cases import invitations
+from bot.conversation.optouts import is_opted_out
+from storage.privacy import mask
+from bot.conversation.ratings import complaints, follow_up_due, ratings, records
 from bot.runtime import Runtime
 from channels.base import Delivery
 from storage.models import CallAttempt, Invitation, OptOut, ServiceRecord

@@ -27,10 +27,12 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from bot.api import Line, RuntimeDep, require_role
+from bot.web.limits import Line
+from bot.web.deps import RuntimeDep
+from bot.web.auth import require_role
 from bot.runtime import Runtime
 from bot.settings import TimeZoneName
-from bot.vouchers import halls
+from bot.rewards.vouchers import halls
 from storage.models import UTCDateTime
 
 log = logging.getLogger("ratebot.halls")

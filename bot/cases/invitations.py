@@ -20,10 +20,10 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from bot import calls
-from bot.conversation import Conversations, conversation_key, load_session, session_ttl
-from bot.optouts import is_opted_out
-from bot.privacy import mask
+from bot.cases import calls
+from bot.conversation.turn import Conversations, conversation_key, load_session, session_ttl
+from bot.conversation.optouts import is_opted_out
+from storage.privacy import mask
 from bot.runtime import Runtime
 from channels import telegram, wechat
 from channels.base import Delivery

@@ -1,0 +1,1 @@
+"""Results: how ratings are shown and counted."""
