@@ -35,10 +35,10 @@ import sqlalchemy as sa
 from sqlmodel import Session as DbSession
 
 from bench.webhook import Server, create_database, drop_database, free_port, ratebot_command
-from bot.web.auth import create_api_key
-from storage.privacy import Privacy
 from bot.rewards.vouchers import code_hash, new_code
+from bot.web.auth import create_api_key
 from storage.db import normalize_url, upgrade
+from storage.privacy import Privacy
 
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789"
 HALL = "BENCH-1"

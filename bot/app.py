@@ -19,11 +19,11 @@ from bot import worker
 from bot.cases import routes as cases
 from bot.results import routes as results
 from bot.rewards import gate, halls, page
+from bot.runtime import Runtime
+from bot.settings import Settings
 from bot.web.deps import RuntimeDep
 from bot.web.limits import BodyLimit
 from bot.webhooks import sms, telegram, voice, wechat
-from bot.runtime import Runtime
-from bot.settings import Settings
 from storage.models import utcnow
 
 log = logging.getLogger("ratebot")

@@ -213,7 +213,7 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     from aiogram.exceptions import TelegramAPIError
 
     from bot.runtime import telegram_bot
-    from bot.webhooks.telegram import ALLOWED_UPDATES
+    from channels.telegram import ALLOWED_UPDATES
 
     settings = _settings()
     if not settings.telegram_token or not settings.telegram_secret:

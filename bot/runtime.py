@@ -9,7 +9,6 @@ from datetime import datetime
 import sqlalchemy as sa
 from aiogram import Bot
 
-from storage.privacy import Privacy
 from bot.settings import Settings
 from channels import telegram
 from channels.base import Caller, Sender
@@ -21,6 +20,7 @@ from dialogs.survey import Survey, load_survey
 from storage.base import ConversationStore
 from storage.db import create_db_engine
 from storage.models import utcnow
+from storage.privacy import Privacy
 from storage.state import conversation_store_from_url
 
 

@@ -18,10 +18,11 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from bot.cases import calls
-from bot.conversation.turn import Conversations, load_session, split_key
 from bot.cases.invitations import dispatch_invitation, send_reminder, send_voucher
-from bot.runtime import Runtime
+from bot.conversation.turn import Conversations, load_session, split_key
 from bot.rewards.vouchers import expire_due
+from bot.runtime import Runtime
+from bot.tickets.callbacks import schedule_callbacks
 from dialogs import engine
 from dialogs.events import VoucherIssued
 from storage.models import Invitation, Rating
@@ -41,7 +42,7 @@ async def run_due(rt: Runtime) -> int:
         await send_reminder(rt, invitation_id)
     for rating_id, key, conversation_id in expiring:
         await expire_conversation(rt, rating_id, key, conversation_id)
-    await run_in_threadpool(calls.schedule_callbacks, rt, now, BATCH)
+    await run_in_threadpool(schedule_callbacks, rt, now, BATCH)
     dialing = await run_in_threadpool(calls.due, rt, now, BATCH)
     for attempt_id in dialing:
         await run_in_threadpool(calls.place, rt, attempt_id)

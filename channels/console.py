@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from storage.privacy import mask
 from channels.base import Delivery
+from storage.privacy import mask
 
 log = logging.getLogger("ratebot.outbox")
 

@@ -47,6 +47,8 @@ CASE_PAYLOADS = {"rec_": "link", "qr_": "qr_code"}
 
 Button = tuple[str, str]  # (label, callback data)
 
+ALLOWED_UPDATES = ["message", "callback_query"]  # the updates the webhook is set to receive
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:

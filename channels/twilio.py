@@ -11,8 +11,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from storage.privacy import mask
 from channels.base import Delivery
+from storage.privacy import mask
 
 log = logging.getLogger("ratebot.twilio")
 

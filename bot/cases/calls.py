@@ -25,13 +25,14 @@ from sqlalchemy import update
 from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 
-from bot.cases import invitations
+from bot.cases.hours import call_time
 from bot.conversation.optouts import is_opted_out
-from storage.privacy import mask
-from bot.conversation.ratings import complaints, follow_up_due, ratings, records
+from bot.conversation.ratings import follow_up_due
 from bot.runtime import Runtime
 from channels.base import Delivery
-from storage.models import CallAttempt, Invitation, OptOut, ServiceRecord
+from storage.models import CallAttempt, Invitation, ServiceRecord
+from storage.privacy import mask
+from storage.tables import complaints, ratings
 
 log = logging.getLogger("ratebot.calls")
 
@@ -39,21 +40,11 @@ log = logging.getLogger("ratebot.calls")
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
 RETRIED = {"busy", "no-answer", "machine"}
 INTERRUPTED_AFTER = timedelta(minutes=10)
-opt_outs = OptOut.__table__  # type: ignore[attr-defined]
 UNDER_WAY = ("scheduled", "calling", "queued", "initiated", "ringing", "in-progress")
 
 
 class CannotCall(ValueError):
     """The case cannot be called about (the reason is the message)."""
-
-
-def call_time(rt: Runtime, now: datetime) -> datetime:
-    """``now``, or the next start of the calling hours when ``now`` is outside them."""
-    window = rt.settings.calling_window
-    if window is None:
-        return now
-    start, end = window
-    return invitations.send_time(now, rt.settings.zone, (end, start))
 
 
 def hand_to_dialer(rt: Runtime, invitation_id: int, now: datetime) -> None:
@@ -88,7 +79,7 @@ def call_case(rt: Runtime, record_no: str, now: datetime) -> int:
             purpose = "callback"
             db.exec(  # type: ignore[call-overload]
                 update(complaints)
-                .where(complaints.c.rating_id == _first_rating(record.id))
+                .where(complaints.c.rating_id == first_rating(record.id))
                 .values(callback_at=now)
             )
         elif db.exec(select(ratings.c.id).where(ratings.c.record_id == record.id)).first():
@@ -102,10 +93,10 @@ def call_case(rt: Runtime, record_no: str, now: datetime) -> int:
         ).first()
         if under_way is not None:
             raise CannotCall("a call about this case is already under way")
-        return _schedule(db, rt, record, purpose, now)
+        return schedule_call(db, rt, record, purpose, now)
 
 
-def _schedule(
+def schedule_call(
     db: DbSession, rt: Runtime, record: ServiceRecord, purpose: str, now: datetime
 ) -> int:
     """A voice invitation (sent: handed to the dialer) and its first call attempt."""
@@ -133,52 +124,12 @@ def _schedule(
     return attempt.id
 
 
-def _first_rating(record_id: int) -> Any:
+def first_rating(record_id: int) -> Any:
     return (
         sa.select(ratings.c.id)
         .where(ratings.c.record_id == record_id, ratings.c.evaluation_count == 1)
         .scalar_subquery()
     )
-
-
-def schedule_callbacks(rt: Runtime, now: datetime, limit: int) -> int:
-    """Schedule the callback (回访) of every bad review that asked for one, made at least
-    ``RATEBOT_CALLBACK_AFTER_HOURS`` ago, whose citizen has a phone and did not opt out. Each is
-    claimed by setting its complaint's ``callback_at`` only where it is still unset, so of
-    several workers one schedules it. The number scheduled."""
-    hours = rt.settings.callback_after_hours
-    if not hours:
-        return 0
-    opted_out = sa.exists().where(opt_outs.c.contact_hash == records.c.phone_hash)
-    scheduled = 0
-    with DbSession(rt.db) as db, db.begin():
-        due_ = db.exec(
-            select(complaints.c.rating_id, ratings.c.record_id)
-            .join(ratings, ratings.c.id == complaints.c.rating_id)
-            .join(records, records.c.id == ratings.c.record_id)
-            .where(
-                complaints.c.wants_callback.is_(True),
-                complaints.c.callback_at.is_(None),
-                ratings.c.evaluation_count == 1,
-                ratings.c.level <= 2,
-                ratings.c.status != "in_progress",
-                ratings.c.submitted_at <= now - timedelta(hours=hours),
-                records.c.phone_hash.is_not(None),
-                ~opted_out,
-            )
-            .order_by(ratings.c.submitted_at)
-            .limit(limit)
-        ).all()
-        for rating_id, record_id in due_:
-            claimed = db.exec(  # type: ignore[call-overload]
-                update(complaints)
-                .where(complaints.c.rating_id == rating_id, complaints.c.callback_at.is_(None))
-                .values(callback_at=now)
-            )
-            if claimed.rowcount == 1:
-                _schedule(db, rt, db.get_one(ServiceRecord, record_id), "callback", now)
-                scheduled += 1
-    return scheduled
 
 
 def due(rt: Runtime, now: datetime, limit: int) -> list[int]:

@@ -9,10 +9,9 @@ conditional UPDATE, so the request that created it and any number of workers nev
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from sqlalchemy import update
@@ -21,9 +20,9 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from bot.cases import calls
-from bot.conversation.turn import Conversations, conversation_key, load_session, session_ttl
+from bot.cases.hours import send_time
 from bot.conversation.optouts import is_opted_out
-from storage.privacy import mask
+from bot.conversation.turn import Conversations, conversation_key, load_session, session_ttl
 from bot.runtime import Runtime
 from channels import telegram, wechat
 from channels.base import Delivery
@@ -35,6 +34,7 @@ from dialogs.events import Event, Say, VoucherIssued
 from dialogs.session import Session
 from locales import gettext, ids
 from storage.models import Invitation, OutboundMessage, ServiceRecord
+from storage.privacy import mask
 
 log = logging.getLogger("ratebot.invitations")
 
@@ -49,20 +49,6 @@ CONTACTS = {
 # WeChat refusals after which an invitation goes by SMS instead: 45015 out of the 48-hour window
 # (a customer-service message without a template), 43004 the citizen does not follow.
 FALLBACK = ("45015", "43004")
-
-
-def send_time(now: datetime, zone: ZoneInfo, quiet: tuple[time, time] | None) -> datetime:
-    """``now``, or the end of the quiet hours when ``now`` falls inside them (local time)."""
-    if quiet is None:
-        return now
-    start, end = quiet
-    local = now.astimezone(zone)
-    t = local.time()
-    inside = start <= t < end if start <= end else (t >= start or t < end)
-    if not inside:
-        return now
-    end_day = local.date() if t < end else local.date() + timedelta(days=1)
-    return datetime.combine(end_day, end, tzinfo=zone).astimezone(now.tzinfo)
 
 
 def new_invitation(
@@ -87,7 +73,7 @@ def new_invitation(
     ):
         invitation.status, invitation.reason = "suppressed", "cooldown"
     else:
-        invitation.scheduled_at = send_time(now, rt.settings.zone, rt.settings.quiet_window)
+        invitation.scheduled_at = send_time(rt, now)
         if invitation.scheduled_at <= now:
             # Due now: claimed by the request that reports the case, which sends it at once
             # (so no worker can take it in between).

@@ -6,10 +6,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from storage.models import OptOut, UTCDateTime
-
-opt_outs = OptOut.__table__  # type: ignore[attr-defined]
-
+from storage.models import UTCDateTime
+from storage.tables import opt_outs
 
 OPT_OUT = sa.text(
     """

@@ -13,19 +13,9 @@ import sqlalchemy as sa
 
 from dialogs.session import Session
 from storage.models import (
-    Complaint,
-    Rating,
-    RatingDimension,
-    RatingRecording,
-    ServiceRecord,
     UTCDateTime,
 )
-
-records = ServiceRecord.__table__  # type: ignore[attr-defined]
-ratings = Rating.__table__  # type: ignore[attr-defined]
-dimensions = RatingDimension.__table__  # type: ignore[attr-defined]
-complaints = Complaint.__table__  # type: ignore[attr-defined]
-recordings = RatingRecording.__table__  # type: ignore[attr-defined]
+from storage.tables import complaints, dimensions, ratings, recordings
 
 # A finished rating is never overwritten: the update applies only while it is in progress, and
 # then RETURNING gives no row. The record is found by its number in the same statement.

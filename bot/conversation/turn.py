@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.conversation.optouts import opt_in, opt_out
-from bot.conversation.ratings import follow_up_due, ratings, records, save_late_recording, save_rating
-from bot.runtime import Runtime
+from bot.conversation.ratings import follow_up_due, save_late_recording, save_rating
 from bot.rewards.vouchers import issue_voucher, voucher_for_case
+from bot.runtime import Runtime
 from dialogs import engine
 from dialogs.events import (
     Answered,
@@ -38,9 +38,7 @@ from dialogs.events import (
 from dialogs.session import Session
 from dialogs.survey import TextStep
 from locales import ids
-from storage.models import Invitation
-
-invitations = Invitation.__table__  # type: ignore[attr-defined]
+from storage.tables import invitations, ratings, records
 
 log = logging.getLogger("ratebot.conversation")
 

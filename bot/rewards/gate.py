@@ -16,21 +16,18 @@ misses are counted in the state store, so all workers share the count.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import (
@@ -43,132 +40,28 @@ from pydantic import (
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot.web.limits import Line
-from bot.web.deps import RuntimeDep, get_runtime
-from bot.web.auth import require_role
-from bot.rewards.halls import HALL_CODE
-from storage.privacy import Privacy
-from bot.runtime import Runtime
+from bot.rewards.guesses import get_guesses, lifespan
 from bot.rewards.vouchers import (
+    HALL_CODE,
     code_hash,
     current_state,
     display_code,
-    halls,
     parse_code,
-    ratings,
-    vouchers,
+    voucher_row,
 )
-from storage.base import ConversationStore
-from storage.models import ApiKey, ApiKeyHall, Redemption, UTCDateTime
+from bot.runtime import Runtime
+from bot.web.auth import require_role
+from bot.web.deps import RuntimeDep, get_runtime
+from bot.web.limits import Line
+from storage.models import ApiKey, UTCDateTime
+from storage.tables import halls, key_halls, ratings, redemptions, vouchers
 
 log = logging.getLogger("ratebot.parking")
 
-key_halls = ApiKeyHall.__table__  # type: ignore[attr-defined]
-redemptions = Redemption.__table__  # type: ignore[attr-defined]
 
 MAX_REPORT_DAYS = 366
 YEARS = (2000, 2100)  # the times a gate or a report may name: far from any calendar's edge
 MAX_STAY = timedelta(days=366)
-
-
-# --- guessing codes -------------------------------------------------------------------------
-
-
-@dataclass
-class _Queue:
-    """A slowed client's requests in this process, waiting their turn."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # requests holding or waiting for ``lock``; dropped at 0
-
-
-@dataclass
-class Guesses:
-    """Who keeps trying codes that do not exist, and how long to make them wait.
-
-    The misses are counted in the state store (``record_event``), so with Redis every worker
-    sees every miss: the first ``free`` misses in ``window`` seconds cost nothing, each further
-    one doubles the delay up to ``max_delay``. A slowed client's requests wait one at a time, so
-    parallel requests do not share one delay; that queue is per process (an ``asyncio.Lock`` per
-    client), so with N workers up to N of its requests wait at once. Clients are counted under a
-    keyed hash: no address is kept in clear.
-    """
-
-    store: ConversationStore
-    privacy: Privacy
-    free: int = 5
-    window: float = 600.0
-    base_delay: float = 0.25
-    max_delay: float = 10.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests record the delays instead
-    queues: dict[str, _Queue] = field(default_factory=dict)
-
-    def _key(self, who: str) -> str:
-        return f"guess:{self.privacy.contact_hash(f'guess:{who}')}"
-
-    async def _count(self, who: str, *, miss: bool) -> int:
-        """``who``'s misses in the window (this one added, for a ``miss``). A store that does
-        not answer counts none: the gates go on letting cars out on the database alone."""
-        key = self._key(who)
-        try:
-            if miss:
-                return await self.store.record_event(key, self.window)
-            return await self.store.count_events(key, self.window)
-        except Exception as error:  # whatever the backend raises when it is down
-            log.warning("guess counter unavailable (%s); not slowed", type(error).__name__)
-            return 0
-
-    async def delay(self, who: str) -> float:
-        """How long ``who``'s next request waits (0 within its free misses)."""
-        misses = await self._count(who, miss=False)
-        if misses < self.free:
-            return 0.0
-        return float(min(self.max_delay, self.base_delay * 2 ** (misses - self.free)))
-
-    async def wait(self, who: str) -> None:
-        """Wait ``who``'s delay, after its earlier requests in this process have waited theirs."""
-        if await self.delay(who) == 0:
-            return
-        queue = self.queues.setdefault(who, _Queue())
-        queue.users += 1
-        try:
-            async with queue.lock:
-                delay = await self.delay(who)  # again: the count may have moved meanwhile
-                if delay:
-                    await self.sleep(delay)
-        finally:
-            queue.users -= 1
-            if queue.users == 0 and self.queues.get(who) is queue:
-                del self.queues[who]
-
-    async def missed(self, who: str, name: str, typed: str) -> None:
-        """Count a miss of ``who``; from the ``free``-th on, log it by ``name`` (never ``typed``,
-        the code tried: only its first three symbols)."""
-        misses = await self._count(who, miss=True)
-        if misses >= self.free:
-            log.warning(
-                "%s tried a voucher code that does not exist (%s…): %d misses in %d minutes, "
-                "now slowed down",
-                name,
-                typed[:3],
-                misses,
-                self.window // 60,
-            )
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """This app's guess counters (the gate's API and the voucher page share them), in the
-    runtime's store (the runtime exists: FastAPI runs an included router's lifespan inside the
-    app's)."""
-    rt: Runtime = app.state.runtime
-    app.state.guesses = Guesses(rt.store, rt.privacy)
-    yield
-
-
-def get_guesses(request: Request) -> Guesses:
-    guesses: Guesses = request.app.state.guesses
-    return guesses
 
 
 router = APIRouter(prefix="/api/v1", lifespan=lifespan)
@@ -206,14 +99,6 @@ class Answer:
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body, status_code=self.status)
-
-
-def voucher_row(conn: sa.Connection, rt: Runtime, code: str) -> Any:
-    return conn.execute(
-        sa.select(vouchers, halls.c.name.label("hall_name"), halls.c.timezone)
-        .join(halls, halls.c.code == vouchers.c.hall_code)
-        .where(vouchers.c.code_hash == code_hash(rt.privacy, code))
-    ).first()
 
 
 def _may_use(conn: sa.Connection, key: ApiKey, hall_code: str) -> bool:
@@ -276,7 +161,7 @@ async def get_voucher(code: str, request: Request, key: ParkingKey) -> dict[str,
 
     def find() -> tuple[Any, bool]:
         with rt.db.connect() as conn:
-            row = voucher_row(conn, rt, compact)
+            row = voucher_row(conn, rt.privacy, compact)
             return row, row is not None and _may_use(conn, key, row.hall_code)
 
     row, allowed = await run_in_threadpool(find)
@@ -489,7 +374,7 @@ def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
         raise HTTPException(422, "malformed voucher code")
     now = rt.clock()
     with rt.db.begin() as conn:  # an HTTPException inside rolls everything back
-        row = voucher_row(conn, rt, compact)
+        row = voucher_row(conn, rt.privacy, compact)
         if row is None:
             raise HTTPException(404, "no such voucher")
         conn.execute(
@@ -497,7 +382,7 @@ def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
             .where(vouchers.c.id == row.id, vouchers.c.state.in_(("issued", "expired")))
             .values(state="revoked", revoked_at=now, revoke_reason=body.reason, closed_at=now)
         )
-        row = voucher_row(conn, rt, compact)
+        row = voucher_row(conn, rt.privacy, compact)
         if row.state == "redeemed":  # before, or by a gate at this very moment
             raise HTTPException(409, f"voucher already redeemed at {row.redeemed_at.isoformat()}")
         if body.flag_citizen:

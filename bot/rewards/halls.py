@@ -27,17 +27,17 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from bot.web.limits import Line
-from bot.web.deps import RuntimeDep
-from bot.web.auth import require_role
+from bot.rewards.vouchers import HALL_CODE
 from bot.runtime import Runtime
 from bot.settings import TimeZoneName
-from bot.rewards.vouchers import halls
+from bot.web.auth import require_role
+from bot.web.deps import RuntimeDep
+from bot.web.limits import Line
 from storage.models import UTCDateTime
+from storage.tables import halls
 
 log = logging.getLogger("ratebot.halls")
 
-HALL_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 @asynccontextmanager

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from bot.web.deps import get_runtime
-from bot.rewards.gate import get_guesses, voucher_row
-from storage.privacy import mask
+from bot.rewards.guesses import get_guesses
+from bot.rewards.vouchers import current_state, display_code, parse_code, voucher_row
 from bot.runtime import Runtime
-from bot.rewards.vouchers import current_state, display_code, parse_code
+from bot.web.deps import get_runtime
 from channels.voucher import EXPIRY_FORMAT, qr_svg
 from locales import gettext, ids, normalize_locale
+from storage.privacy import mask
 
 router = APIRouter()
 
@@ -133,4 +133,4 @@ async def voucher_page(code: str, request: Request) -> HTMLResponse:
 
 def _find_for_page(rt: Runtime, code: str) -> Any:
     with rt.db.connect() as conn:
-        return voucher_row(conn, rt, code)
+        return voucher_row(conn, rt.privacy, code)

@@ -18,32 +18,26 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from storage.privacy import Privacy
 from dialogs.events import VoucherIssued
 from storage.models import (
-    FlaggedCitizen,
-    Hall,
-    Rating,
-    ServiceRecord,
     UTCDateTime,
-    Voucher,
 )
+from storage.privacy import Privacy
+from storage.tables import flagged, halls, ratings, records, vouchers
 
+# A hall's code, as the gate and the halls file name it.
+HALL_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 symbols: no 0, 1, I, O
 RANDOM_SYMBOLS = 10  # 50 bits
 CODE_LENGTH = RANDOM_SYMBOLS + 1
 _SEPARATORS = re.compile(r"[\s\-]")
 _VALUES = {symbol: value for value, symbol in enumerate(ALPHABET)}
 
-halls = Hall.__table__  # type: ignore[attr-defined]
-vouchers = Voucher.__table__  # type: ignore[attr-defined]
-ratings = Rating.__table__  # type: ignore[attr-defined]
-records = ServiceRecord.__table__  # type: ignore[attr-defined]
-flagged = FlaggedCitizen.__table__  # type: ignore[attr-defined]
 
 
 # --- codes ------------------------------------------------------------------------------------
@@ -256,3 +250,12 @@ def voucher_for_case(
         expires_at=row.expires_at.astimezone(ZoneInfo(row.timezone)),
         url=voucher_url(public_url, code),
     )
+
+
+def voucher_row(conn: sa.Connection, privacy: Privacy, code: str) -> Any:
+    """The voucher of ``code`` with its hall's name and time zone, or ``None``."""
+    return conn.execute(
+        sa.select(vouchers, halls.c.name.label("hall_name"), halls.c.timezone)
+        .join(halls, halls.c.code == vouchers.c.hall_code)
+        .where(vouchers.c.code_hash == code_hash(privacy, code))
+    ).first()

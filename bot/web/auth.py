@@ -14,6 +14,7 @@ from sqlmodel import Session as DbSession
 
 from bot.web.deps import RuntimeDep
 from storage.models import ApiKey, ApiKeyHall
+from storage.tables import api_keys
 
 ROLES = ("platform", "admin", "parking")  # parking: one hall's (or a few halls') gate system
 
@@ -41,7 +42,6 @@ def create_api_key(
     return key
 
 
-api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 KEY_BY_HASH = sa.select(api_keys).where(
     api_keys.c.key_hash == sa.bindparam("digest"), api_keys.c.revoked_at.is_(None)
 )

@@ -8,15 +8,14 @@ from contextlib import suppress
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from bot.web.deps import RuntimeDep, get_runtime
-from bot.conversation.turn import Conversations
 from bot.cases.invitations import record_delivery_status
+from bot.conversation.turn import Conversations
+from bot.web.deps import RuntimeDep, get_runtime
 from bot.webhooks.twilio import twilio_form
-from storage.privacy import InvalidPhone, normalize_phone
-from bot.runtime import Runtime
 from channels import sms
 from locales import gettext, ids
 from storage.base import ConversationBusy
+from storage.privacy import InvalidPhone, normalize_phone
 
 log = logging.getLogger("ratebot.webhooks")
 router = APIRouter(prefix="/channels")

@@ -35,20 +35,19 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
 from bot import metrics
-from bot.web.deps import get_runtime
 from bot.conversation.turn import Conversations, Reply, conversation_key, load_session
-from storage.privacy import mask
 from bot.runtime import Runtime
+from bot.web.deps import get_runtime
 from channels import telegram
 from dialogs import engine
 from dialogs.events import Event, InboundEvent
 from locales import gettext, ids
 from storage.base import ConversationBusy, ConversationLockLost
+from storage.privacy import mask
 
 log = logging.getLogger("ratebot.telegram")
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
-ALLOWED_UPDATES = ["message", "callback_query"]
 CHAT_TTL = 365 * 24 * 3600.0  # seconds a chat's language choice is kept after its last update
 
 

@@ -24,24 +24,23 @@ from starlette.concurrency import run_in_threadpool
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.cases import calls
-from bot.web.deps import get_runtime
-from bot.conversation.turn import Conversations, Render
 from bot.cases.invitations import outbound_message
-from storage.privacy import InvalidPhone, mask, normalize_phone
-from bot.conversation.ratings import records, save_transcription
+from bot.conversation.ratings import save_transcription
+from bot.conversation.turn import Conversations, Render
 from bot.runtime import Runtime
+from bot.web.deps import get_runtime
 from bot.webhooks.twilio import public_url, twilio_form
 from channels import voice
 from channels.voucher import voucher_text
 from dialogs.events import Event, InboundEvent, Say, VoucherIssued
 from locales import gettext, ids
 from storage.base import ConversationBusy
-from storage.models import Invitation, Rating, UTCDateTime
+from storage.models import UTCDateTime
+from storage.privacy import InvalidPhone, mask, normalize_phone
+from storage.tables import invitations, ratings, records
 
 log = logging.getLogger("ratebot.voice")
 router = APIRouter(prefix="/channels/voice")
-invitations = Invitation.__table__  # type: ignore[attr-defined]
-ratings = Rating.__table__  # type: ignore[attr-defined]
 
 ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}  # a call's final statuses
 # What an answer may carry: nothing a database column cannot keep as it came.

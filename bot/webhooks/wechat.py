@@ -36,20 +36,20 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import BaseMessage
 
-from bot.web.deps import get_runtime
 from bot.conversation.turn import (
     Conversations,
     Reply,
     latest_unrated_case,
 )
-from storage.privacy import mask
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.web.deps import get_runtime
 from channels import wechat
 from channels.base import Sender
 from dialogs.events import InboundEvent, Say
 from locales import gettext, ids
 from storage.base import ConversationBusy
+from storage.privacy import mask
 
 log = logging.getLogger("ratebot.wechat")
 

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from sqlmodel import Session as DbSession
 from twilio.request_validator import RequestValidator
 
-from bot.web.auth import create_api_key
 from bot.app import create_app
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.web.auth import create_api_key
 from storage.db import upgrade
 from tests.conftest import truncate_all
 from tests.fakes.twilio_api import FakeTwilio

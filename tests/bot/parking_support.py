@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.rewards.gate import Guesses
+from bot.rewards.guesses import Guesses
 from bot.rewards.vouchers import check_symbol, new_code
 from tests.bot.conftest import PHONE, Harness
 

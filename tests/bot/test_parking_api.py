@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from bot import worker
 from bot.app import create_app
 from bot.cli import main
-from bot.rewards.gate import Guesses
-from storage.privacy import Privacy
-from bot.rewards.vouchers import vouchers
+from bot.rewards.guesses import Guesses
 from storage.memory import MemoryConversationStore
+from storage.privacy import Privacy
 from storage.redis import RedisConversationStore
+from storage.tables import vouchers
 from tests.bot.conftest import FakeClock, Harness, make_settings, serving
 from tests.bot.parking_support import (
     HALL,

@@ -829,7 +829,7 @@ async def test_a_busy_conversation_at_call_start_comes_back_to_the_same_url(
 async def test_callbacks_skip_citizens_who_opted_out_and_schedule_once(
     dialer: Harness, fake_twilio: FakeTwilio
 ) -> None:
-    from bot.cases import calls
+    from bot.tickets.callbacks import schedule_callbacks
 
     await dialer.report()
     for answer in "1", "2", "2", "1", "3", "0", "1":
@@ -840,8 +840,8 @@ async def test_callbacks_skip_citizens_who_opted_out_and_schedule_once(
     await dialer.reply_text("TD", phone="+8613900004444")
     dialer.clock.advance(hours=72)
     now = dialer.clock()
-    assert calls.schedule_callbacks(dialer.rt, now, 100) == 1
-    assert calls.schedule_callbacks(dialer.rt, now, 100) == 0  # claimed: never twice
+    assert schedule_callbacks(dialer.rt, now, 100) == 1
+    assert schedule_callbacks(dialer.rt, now, 100) == 0  # claimed: never twice
     [attempt] = attempts(dialer)
     assert attempt.purpose == "callback"
 

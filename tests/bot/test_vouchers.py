@@ -22,13 +22,12 @@ from bot.rewards.vouchers import (
     issue_voucher,
     new_code,
     parse_code,
-    records,
     voucher_for_case,
-    vouchers,
 )
 from channels.sms import render_text
 from dialogs import engine
 from dialogs.events import InboundEvent, VoucherIssued
+from storage.tables import records, vouchers
 from tests.bot.conftest import PHONE, Harness
 from tests.bot.parking_support import (
     HALL,
@@ -237,8 +236,8 @@ async def test_two_workers_applying_the_finishing_turn_at_once_issue_one(
 def test_concurrent_issues_for_one_case_on_postgres_insert_one(postgres_url: str) -> None:
     """The second transaction waits on the unique key until the first commits, then inserts
     nothing and says so — never a second voucher, never an error."""
-    from storage.privacy import Privacy
     from storage.db import create_db_engine
+    from storage.privacy import Privacy
     from tests.conftest import truncate_all
 
     truncate_all(postgres_url)

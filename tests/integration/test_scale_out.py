@@ -255,9 +255,9 @@ def seed_due_invitations(database_url: str, phones: list[str]) -> list[int]:
 
     from sqlmodel import Session as DbSession
 
-    from storage.privacy import Privacy, mask
     from storage.db import create_db_engine
     from storage.models import Invitation, ServiceRecord, utcnow
+    from storage.privacy import Privacy, mask
 
     privacy, now = Privacy(SECRET_KEY), utcnow()
     engine = create_db_engine(database_url)

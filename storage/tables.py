@@ -1,0 +1,51 @@
+"""The models' tables, for Core queries (``sa.select(ratings.c.level)``): one handle each.
+
+SQLModel builds ``__table__`` at class creation but does not declare it to type checkers; it is
+read here once, typed, instead of in every module that writes SQL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from storage.models import (
+    ApiKey,
+    ApiKeyHall,
+    CallAttempt,
+    Complaint,
+    FlaggedCitizen,
+    Hall,
+    Invitation,
+    OptOut,
+    OutboundMessage,
+    Rating,
+    RatingDimension,
+    RatingRecording,
+    Redemption,
+    ServiceRecord,
+    Voucher,
+)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The table of a ``table=True`` model."""
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+records = table_of(ServiceRecord)
+invitations = table_of(Invitation)
+outbound_messages = table_of(OutboundMessage)
+ratings = table_of(Rating)
+dimensions = table_of(RatingDimension)
+complaints = table_of(Complaint)
+recordings = table_of(RatingRecording)
+opt_outs = table_of(OptOut)
+api_keys = table_of(ApiKey)
+key_halls = table_of(ApiKeyHall)
+call_attempts = table_of(CallAttempt)
+halls = table_of(Hall)
+vouchers = table_of(Voucher)
+redemptions = table_of(Redemption)
+flagged = table_of(FlaggedCitizen)
