@@ -96,7 +96,7 @@ TARGET_P99_MS = 50.0
 TARGET_WECHAT_P99_MS = 500.0
 CHANNELS = ("sms", "wechat", "voice")
 
-# Phone calls (Twilio Voice), driven as tests/bot/test_voice.py's ``Call`` drives them.
+# Phone calls (Twilio Voice), driven as tests/bot/webhooks/test_voice.py's ``Call`` drives them.
 VOICE_PATH = "/channels/voice"
 VOICE_LINE = "+8653112345"  # the rating line the citizens call
 VOICE_ACCOUNT = "AC" + "be" * 16  # AccountSid

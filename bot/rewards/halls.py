@@ -39,7 +39,6 @@ from storage.tables import halls
 log = logging.getLogger("ratebot.halls")
 
 
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the halls file (the runtime exists: FastAPI runs an included router's lifespan inside

@@ -39,7 +39,6 @@ _SEPARATORS = re.compile(r"[\s\-]")
 _VALUES = {symbol: value for value, symbol in enumerate(ALPHABET)}
 
 
-
 # --- codes ------------------------------------------------------------------------------------
 
 
