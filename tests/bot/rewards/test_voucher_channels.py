@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from bot import worker
 from storage.privacy import mask
-from tests.bot.webhooks import test_telegram, test_wechat
 from tests.bot.conftest import Harness
 from tests.bot.parking_support import HALL_NAME, put_hall, voucher_code
+from tests.bot.webhooks import test_telegram, test_wechat
 from tests.bot.webhooks.test_telegram import CHAT_ID, TG, message_update
 from tests.bot.webhooks.test_wechat import OPENID, WX, message_xml
 from tests.samples import PHONE
