@@ -1,6 +1,6 @@
 """Prometheus counters, served at ``GET /metrics``."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 TURNS = Counter("ratebot_turns_total", "Inbound messages answered", ["channel"])
 DUPLICATE_DELIVERIES = Counter(
@@ -9,4 +9,8 @@ DUPLICATE_DELIVERIES = Counter(
 RATINGS_CLOSED = Counter(
     "ratebot_ratings_closed_total", "Conversations closed", ["channel", "outcome"]
 )
-REQUEST_SECONDS = Histogram("ratebot_request_seconds", "HTTP request latency", ["route"])
+CALENDAR_UNCOVERED = Counter(
+    "ratebot_calendar_uncovered_days_total",
+    "Working-day questions about a year China's holiday calendar does not cover yet (weekends only)",
+    ["year"],
+)
