@@ -18,7 +18,7 @@ from pathlib import Path
 # (bucket, substrings of a frame): a sample goes to the first bucket one of whose substrings
 # appears in any frame of its stack.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("database transaction (Conversations.apply: ORM + psycopg)", ("Conversations.apply",)),
+    ("database transaction (Conversations.persist: ORM + psycopg)", ("Conversations.persist",)),
     (
         "threadpool hand-off (run_in_threadpool, anyio)",
         ("run_in_threadpool", "anyio/", "Thread._bootstrap"),

@@ -692,7 +692,11 @@ def ratebot_env(
 
 def ratebot_command() -> list[str]:
     script = VENV_BIN / "ratebot"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from bot.cli import main; main()"]
+    return (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from bot.cli import main; main()"]
+    )
 
 
 # --- the database ---------------------------------------------------------------------------------

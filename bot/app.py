@@ -21,6 +21,8 @@ from bot.results import routes as results
 from bot.rewards import gate, halls, page
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.tickets import routes as tickets
+from bot.tickets.rules import rules_for
 from bot.web.deps import RuntimeDep
 from bot.web.limits import BodyLimit
 from bot.webhooks import sms, telegram, voice, wechat
@@ -41,6 +43,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rules_for(settings.tickets_file, settings.timezone)  # a bad tickets file stops the start
         rt = Runtime.from_settings(settings, clock=clock)
         app.state.runtime = rt
         stop = asyncio.Event()
@@ -58,6 +61,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.include_router(cases.router)
     app.include_router(results.router)
+    app.include_router(tickets.router)
     app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
     app.include_router(gate.router)
     app.include_router(page.router)

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     invite_cooldown_hours: float = Field(default=24, ge=0)
     survey_path: Path = DEFAULT_SURVEY
     halls_file: Path | None = None  # halls (parking rewards) to create or update at start
+    # The closed loop's rules (tiers, holidays, re-rating window, fraud rules); None: the
+    # defaults shipped in bot/tickets/tickets.yaml.
+    tickets_file: Path | None = None
     worker_interval_seconds: float = Field(default=5, gt=0)
     run_worker: bool = (
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
@@ -150,9 +153,9 @@ class Settings(BaseSettings):
 
     @field_validator("quiet_hours", "calling_hours")
     @classmethod
-    def _quiet_hours_format(cls, value: str) -> str:
+    def _hours_window_format(cls, value: str) -> str:
         if value.strip():
-            parse_quiet_hours(value)
+            parse_hours_window(value)
         return value.strip()
 
     @model_validator(mode="after")
@@ -248,26 +251,23 @@ class Settings(BaseSettings):
 
     @property
     def quiet_window(self) -> tuple[time, time] | None:
-        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
+        return parse_hours_window(self.quiet_hours) if self.quiet_hours else None
 
     @property
     def calling_window(self) -> tuple[time, time] | None:
         """When outbound calls may be placed (local time); None: any time."""
-        return parse_quiet_hours(self.calling_hours) if self.calling_hours else None
-
-    @property
-    def sms_inbound_enabled(self) -> bool:
-        return bool(self.twilio_auth_token)
+        return parse_hours_window(self.calling_hours) if self.calling_hours else None
 
     @property
     def sms_sending_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
 
 
-def parse_quiet_hours(value: str) -> tuple[time, time]:
-    """``"21:00-08:00"`` → (21:00, 08:00). The window may wrap past midnight."""
+def parse_hours_window(value: str) -> tuple[time, time]:
+    """A window of local hours (quiet hours, calling hours): ``"21:00-08:00"`` → (21:00, 08:00).
+    The window may wrap past midnight."""
     try:
         start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
     except ValueError as exc:
-        raise ValueError(f"quiet hours must look like 21:00-08:00, got {value!r}") from exc
+        raise ValueError(f"hours must look like 21:00-08:00, got {value!r}") from exc
     return start, end

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import Session as DbSession
@@ -18,18 +18,18 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from bot.cases import calls
+from bot.cases.callbacks import schedule_callbacks
 from bot.cases.invitations import dispatch_invitation, send_reminder, send_voucher
 from bot.conversation.turn import Conversations, load_session, split_key
 from bot.rewards.vouchers import expire_due
 from bot.runtime import Runtime
-from bot.tickets.callbacks import schedule_callbacks
+from bot.tickets import jobs as tickets
 from dialogs import engine
 from dialogs.events import VoucherIssued
 from storage.models import Invitation, Rating
 
 log = logging.getLogger("ratebot.worker")
 BATCH = 100
-INTERRUPTED_AFTER = timedelta(minutes=10)
 
 
 async def run_due(rt: Runtime) -> int:
@@ -47,18 +47,26 @@ async def run_due(rt: Runtime) -> int:
     for attempt_id in dialing:
         await run_in_threadpool(calls.place, rt, attempt_id)
     expired_vouchers = await run_in_threadpool(_expire_vouchers, rt, now)
-    return len(invitations) + len(reminders) + len(expiring) + len(dialing) + expired_vouchers
+    ticket_changes = await run_in_threadpool(tickets.run_due, rt, now)
+    return (
+        len(invitations)
+        + len(reminders)
+        + len(expiring)
+        + len(dialing)
+        + expired_vouchers
+        + ticket_changes
+    )
 
 
 def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
     with DbSession(rt.db) as db:
         # A send that never finished (its process died between claim and provider): whether the
         # provider got it is unknown, so it is marked failed rather than sent a second time.
-        db.exec(  # type: ignore[call-overload]
+        db.exec(
             update(Invitation)
             .where(
                 col(Invitation.status) == "sending",
-                col(Invitation.scheduled_at) <= now - INTERRUPTED_AFTER,
+                col(Invitation.scheduled_at) <= now - calls.INTERRUPTED_AFTER,
             )
             .values(status="failed", reason="interrupted")
         )
@@ -80,7 +88,7 @@ def _due(rt: Runtime, now: datetime) -> tuple[list[int], list[int], list[tuple[i
         ).all()
         expiring = db.exec(
             select(Rating.id, Rating.conversation_key, Rating.conversation_id)
-            .where(Rating.status == "in_progress", col(Rating.expires_at) <= now)
+            .where(Rating.status == "in_progress", col(Rating.next_look_at) <= now)
             .limit(BATCH)
         ).all()
     return (
@@ -95,7 +103,7 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
     now = rt.clock()
     channel, contact_hash = split_key(key)
     async with rt.store.turn(key) as turn:
-        session = load_session(turn.session)
+        session = load_session(turn.session_json)
         if session is not None and session.id == conversation_id and session.step is not None:
             if session.expires_at > now:  # not done yet: look again later
                 look_at = engine.look_again_at(rt.survey, session, now)
@@ -103,7 +111,7 @@ async def expire_conversation(rt: Runtime, rating_id: int, key: str, conversatio
                 return
             sprint = engine.expire(rt.survey, session, now=now)
             told = await run_in_threadpool(
-                Conversations(rt).apply, sprint, session, channel, contact_hash, now
+                Conversations(rt).apply, sprint, channel, contact_hash, now
             )
             turn.save(None, ttl=1)
             for voucher in (e for e in told.events if isinstance(e, VoucherIssued)):
@@ -125,7 +133,7 @@ def _expire_vouchers(rt: Runtime, now: datetime) -> int:
 def _postpone(rt: Runtime, rating_id: int, look_at: datetime) -> None:
     with DbSession(rt.db) as db, db.begin():
         rating = db.get_one(Rating, rating_id)
-        rating.expires_at = look_at
+        rating.next_look_at = look_at
         db.add(rating)
 
 

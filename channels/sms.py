@@ -1,34 +1,35 @@
 """SMS through Twilio Messaging: the inbound webhook's form → an InboundEvent, and the engine's
-events → SMS text (with "reply 1–5" instructions) → TwiML."""
+events → SMS text (with "reply 1–5" instructions) → TwiML. The contract is in ``channels.base``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 from twilio.twiml.messaging_response import MessagingResponse
 
+from channels.base import BUSY, BadRequest, checked_text
 from channels.voucher import voucher_text
-from dialogs.engine import LEVEL_OPTIONS
 from dialogs.events import Event, InboundEvent, Prompt, Say, VoucherIssued
 from locales import gettext, ids
+from storage.privacy import InvalidPhone, normalize_phone
 
 CHANNEL = "sms"
+PROVIDER = "twilio"
 
 
-class BadSmsRequest(ValueError):
-    """The webhook's form lacks what every Twilio Messaging webhook carries."""
-
-
-def parse_inbound(form: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(sender phone, text, MessageSid) of a Twilio Messaging webhook."""
+def parse(form: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(sender, text, MessageSid) of a Twilio Messaging webhook. The sender is the phone number
+    in E.164 form; a short code or an alphanumeric sender is kept as it came."""
     missing = [name for name in ("From", "MessageSid") if not form.get(name)]
     if missing:
-        raise BadSmsRequest(f"missing form field(s): {', '.join(missing)}")
-    body = str(form.get("Body") or "")
-    if "\x00" in body:  # no database text column can keep it; refuse rather than alter it
-        raise BadSmsRequest("Body contains a NUL character, which cannot be stored")
-    return str(form["From"]), body, str(form["MessageSid"])
+        raise BadRequest(f"missing form field(s): {', '.join(missing)}")
+    body = checked_text("Body", str(form.get("Body") or ""))
+    sender = str(form["From"])
+    with suppress(InvalidPhone):
+        sender = normalize_phone(sender)
+    return sender, body, str(form["MessageSid"])
 
 
 def inbound_event(sender_hash: str, text: str, message_sid: str, locale: str) -> InboundEvent:
@@ -40,6 +41,15 @@ def inbound_event(sender_hash: str, text: str, message_sid: str, locale: str) ->
         delivery_id=f"sms:{message_sid}",
         locale=locale,
     )
+
+
+def render_reply(events: Sequence[Event], locale: str) -> str:
+    """The TwiML that answers the inbound message with what the engine said."""
+    return twiml(render_text(events, locale))
+
+
+def busy_reply(locale: str) -> str:
+    return render_reply(BUSY, locale)
 
 
 def render_text(events: Sequence[Event], locale: str) -> str:
@@ -71,9 +81,7 @@ def how_to_answer(prompt: Prompt, locale: str) -> list[str]:
 
     lines = []
     if prompt.kind == "level":
-        lines.append(
-            gettext(locale, ids.SMS_REPLY_LEVEL, options=numbered(prompt.options or LEVEL_OPTIONS))
-        )
+        lines.append(gettext(locale, ids.SMS_REPLY_LEVEL, options=numbered(prompt.options)))
     elif prompt.kind == "choice":
         message = ids.SMS_REPLY_CHOICE_MANY if prompt.multiple else ids.SMS_REPLY_CHOICE_ONE
         lines.append(gettext(locale, message, options=numbered(prompt.options)))

@@ -1,5 +1,6 @@
-"""Telegram through the Bot API (aiogram 3): what a chat says → an InboundEvent, the engine's
-events → Telegram messages with inline keyboards, and sending them to a chat.
+"""Telegram through the Bot API (aiogram 3): the webhook's body → an aiogram ``Update``, what a
+chat says → an InboundEvent, the engine's events → Telegram messages with inline keyboards, and
+sending them to a chat. The contract is in ``channels.base``.
 
 The rendered reply is a string (the glue remembers it for re-deliveries): JSON of a list of
 ``{"text": ..., "buttons": [[[label, callback_data], ...], ...], "photo": ...}``, one entry a
@@ -15,7 +16,7 @@ button of a question already answered.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +24,17 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from pydantic import ValidationError
 
-from channels.base import Delivery, chat_messages
-from channels.voucher import qr_png, voucher_text
-from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt, VoucherIssued
+from channels.base import BUSY, BadRequest, Delivery, chat_messages, checked_text
+from channels.voucher import qr_png
+from dialogs.events import Event, InboundEvent, Prompt
 from locales import LOCALES, gettext, ids
 
 CHANNEL = "telegram"
@@ -67,6 +73,40 @@ class Outgoing:
                 for row in self.buttons
             ]
         )
+
+
+class NotAnUpdate(BadRequest):
+    """The body is JSON, but not a Telegram Update."""
+
+
+def parse_update(body: bytes, bot: Bot) -> Update:
+    """The webhook's body as an aiogram Update, bound to ``bot``: :class:`BadRequest` when it is
+    not JSON or a message's text holds what no database can keep, :class:`NotAnUpdate` when it is
+    JSON but not an Update."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadRequest("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise NotAnUpdate("not a Telegram Update: expected a JSON object")
+    try:
+        update = Update.model_validate(data, context={"bot": bot})
+    except (ValidationError, RecursionError) as exc:
+        raise NotAnUpdate(f"not a Telegram Update: {_reason(exc)}") from exc
+    message = update.message
+    if message is not None:
+        checked_text("message text", message.text or message.caption or "")
+    return update
+
+
+def _reason(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return "nested too deeply"
+    errors = exc.errors(include_input=False, include_url=False)  # never echo the citizen's data
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def locale_of(language_code: str | None) -> str | None:
@@ -131,22 +171,24 @@ def parse_callback(data: str | None) -> tuple[str, str, str] | None:
 # --- rendering -----------------------------------------------------------------------------------
 
 
-def render(events: Sequence[Event], locale: str) -> str:
+def render_reply(events: Sequence[Event], locale: str) -> str:
     """The reply to send, as the JSON string the glue remembers (see the module docstring)."""
     return dump(render_messages(events, locale))
 
 
+def busy_reply(locale: str) -> str:
+    return render_reply(BUSY, locale)
+
+
 def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
     messages = []
-    for message in chat_messages(events):
-        if isinstance(message, Prompt):
-            messages.append(_prompt(message, locale))
-        elif isinstance(message, VoucherIssued):
-            messages.append(Outgoing(voucher_text(message, locale), photo=message.scan_data))
+    for message in chat_messages(events, locale):
+        if message.prompt is not None:
+            messages.append(_question(message.prompt, message.lines, locale))
+        elif message.voucher is not None:
+            messages.append(Outgoing("\n".join(message.lines), photo=message.voucher.scan_data))
         else:
-            messages.append(
-                Outgoing("\n\n".join(_text(locale, s.message, s.params) for s in message))
-            )
+            messages.append(Outgoing("\n\n".join(message.lines)))
     return [m for m in messages if m.text]
 
 
@@ -186,17 +228,10 @@ def language_menu(locale: str) -> str:
     return dump([Outgoing(gettext(locale, ids.TELEGRAM_LANGUAGE_PROMPT), buttons)])
 
 
-def _text(locale: str, message: str, params: Mapping[str, Any]) -> str:
-    return gettext(locale, message, **params)
-
-
-def _prompt(prompt: Prompt, locale: str) -> Outgoing:
-    lines = []
-    if prompt.hint:
-        lines.append(gettext(locale, prompt.hint))
-    lines.append(_text(locale, prompt.message, prompt.params))
+def _question(prompt: Prompt, lines: list[str], locale: str) -> Outgoing:
+    """The question's message: its lines (and how to answer several at once), its keyboard."""
     if prompt.kind == "choice" and prompt.multiple:
-        lines.append(gettext(locale, ids.TELEGRAM_CHOICE_MANY))
+        lines = [*lines, gettext(locale, ids.TELEGRAM_CHOICE_MANY)]
     rows = _buttons(prompt, locale)
     if any(len(answer_data(prompt.step_id, v).encode()) > MAX_CALLBACK_DATA for v in _values(rows)):
         rows = ()  # a survey step id too long for Telegram's 64 bytes: typed answers still work
@@ -214,15 +249,14 @@ def _buttons(prompt: Prompt, locale: str) -> tuple[tuple[Button, ...], ...]:
     if prompt.kind == "level":
         return tuple(
             (button(value, f"{value} {STARS * int(value)} {gettext(locale, label)}"),)
-            for value, label in (prompt.options or LEVEL_OPTIONS)
+            for value, label in prompt.options
         )
     if prompt.kind == "choice":
         return tuple(
             (button(value, f"{value} {gettext(locale, label)}"),) for value, label in prompt.options
         )
     if prompt.kind == "yes_no":
-        options = prompt.options or YES_NO_OPTIONS
-        return (tuple(button(value, gettext(locale, label)) for value, label in options),)
+        return (tuple(button(value, gettext(locale, label)) for value, label in prompt.options),)
     if prompt.optional:
         return ((button(SKIP_VALUE, gettext(locale, ids.TELEGRAM_SKIP)),),)
     return ()

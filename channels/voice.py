@@ -1,5 +1,7 @@
-"""The phone (IVR) channel through Twilio Voice: the engine's events → TwiML that says or plays
-the question and gathers the answer — keys or speech — or records a spoken comment.
+"""The phone (IVR) channel through Twilio Voice: a voice webhook's form → who is on the call and
+what they answered (keys, speech, a recording), and the engine's events → TwiML that says or plays
+the question and gathers the answer — keys or speech — or records a spoken comment. The contract
+is in ``channels.base``.
 
 The engine is the one every channel uses; only the wording differs where the ear needs it
 ("press 4", not "reply 4"): :data:`FOR_THE_EAR` swaps a catalog message for its spoken form.
@@ -7,6 +9,7 @@ The engine is the one every channel uses; only the wording differs where the ear
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +17,15 @@ from typing import Any
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from dialogs.engine import HELP, LEVEL_OPTIONS, OPTOUT_CONFIRMED
-from dialogs.events import Event, Prompt, Say, VoucherIssued
+from channels.base import BUSY, NUL, BadRequest, checked_text
+from dialogs.events import Event, InboundEvent, Prompt, Say, VoucherIssued
 from locales import N_, gettext, ids
+from storage.privacy import InvalidPhone, normalize_phone
+
+log = logging.getLogger("ratebot.voice")
 
 CHANNEL = "voice"
+PROVIDER = "twilio"
 # Speech recognition and <Say> languages of the shipped locales.
 LANGUAGES = {"zh_Hans_CN": "zh-CN", "zh_Hant_TW": "zh-TW", "en": "en-US"}
 # Keys the caller presses for things that are not answers.
@@ -26,11 +33,17 @@ REPEAT_KEY = "*"
 SKIP_KEY = "0"
 DONE_KEY = "#"
 AUDIO_SUFFIXES = (".mp3", ".wav")
+# Twilio's final call statuses: the call is over.
+ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# What an answer may carry: nothing a database column cannot keep as it came.
+ANSWER_FIELDS = {"Digits": 64, "SpeechResult": 10_000, "RecordingUrl": 500}
 
-# Messages written for reading whose spoken form says "press" instead of "reply".
+# Messages written for reading whose spoken form says "press" instead of "reply". The ids on the
+# left are the engine's own (its help, its opt-out confirmation, the survey steps' default hints),
+# named here rather than imported: a channel renders what the engine says, it does not run it.
 FOR_THE_EAR = {
-    HELP: N_("voice.help"),
-    OPTOUT_CONFIRMED: N_("voice.optout.confirmed"),
+    "help": N_("voice.help"),
+    "optout.confirmed": N_("voice.optout.confirmed"),
     "hint.level": N_("voice.hint.level"),
     "hint.choice": N_("voice.hint.choice"),
     "hint.choice_many": N_("voice.hint.choice_many"),
@@ -63,7 +76,138 @@ class VoiceStyle:
         return cls(audio=audio, **options)
 
 
-def render(
+# --- parsing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Who is on a call. ``phone``: the citizen's number (E.164), ``None`` for an anonymous
+    caller; ``answered_by``: Twilio's answering-machine detection (``human``, ``machine_start``,
+    ``fax``…), on a call ratebot placed."""
+
+    sid: str
+    phone: str | None
+    answered_by: str = ""
+
+    @property
+    def contact(self) -> str:
+        """What the citizen's conversation is keyed by (once hashed): their number, or the call's
+        own for an anonymous caller."""
+        return self.phone or f"call:{self.sid}"
+
+    @property
+    def by_machine(self) -> bool:
+        return self.answered_by.startswith("machine") or self.answered_by == "fax"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the caller answered: ``text`` (keys or speech) or ``recording`` (a URL); both empty
+    for no answer, which asks the question again. ``repeat``: the caller asked to hear it again."""
+
+    text: str = ""
+    recording: str | None = None
+    repeat: bool = False
+
+
+def form_field(form: Mapping[str, Any], name: str) -> str:
+    """A field every request of its kind carries."""
+    value = form.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"missing form field: {name}")
+    return checked_text(name, value)
+
+
+def parse_call(form: Mapping[str, Any]) -> Call:
+    """The call a voice webhook is about. On a call ratebot placed the citizen is ``To``."""
+    sid = form_field(form, "CallSid")
+    outbound = str(form.get("Direction", "inbound")).startswith("outbound")
+    number = form_field(form, "To" if outbound else "From")
+    try:
+        phone: str | None = normalize_phone(number)
+    except InvalidPhone:
+        phone = None
+    return Call(sid, phone, str(form.get("AnsweredBy") or ""))
+
+
+def parse_answer(
+    form: Mapping[str, Any], *, min_confidence: float, nothing_skips: bool = False
+) -> Answer:
+    """The answer a ``<Gather>`` or a ``<Record>`` posted. Keys win over speech; speech Twilio is
+    not sure of (below ``min_confidence``) counts as no answer; a recording ended by 0 skips the
+    question, and so does no answer at all when ``nothing_skips`` (the ``<Redirect>`` after the
+    recording of an optional question)."""
+    for name, limit in ANSWER_FIELDS.items():
+        value = form.get(name)
+        if isinstance(value, str):
+            checked_text(name, value, limit=limit)
+    digits = str(form.get("Digits") or "")
+    text, recording = _keys_speech_or_recording(form, digits, min_confidence)
+    if nothing_skips and not (text or recording):
+        text = SKIP_KEY
+    return Answer(text, recording, repeat=digits == REPEAT_KEY)
+
+
+def _keys_speech_or_recording(
+    form: Mapping[str, Any], digits: str, min_confidence: float
+) -> tuple[str, str | None]:
+    recording = form.get("RecordingUrl")
+    if isinstance(recording, str) and recording:
+        if digits == SKIP_KEY:
+            return SKIP_KEY, None
+        return "", recording
+    if digits and digits != "hangup":
+        return digits, None
+    speech = str(form.get("SpeechResult") or "")
+    if speech:
+        try:
+            confidence = float(form.get("Confidence") or 0)
+        except ValueError:
+            confidence = 0.0
+        if confidence >= min_confidence:
+            return speech, None
+        log.info("speech below the confidence floor (%.2f); asked again", confidence)
+    return "", None
+
+
+def parse_status(form: Mapping[str, Any]) -> str:
+    """The ``CallStatus`` of a status callback (``ringing``, ``completed``…; see :data:`ENDED`)."""
+    return form_field(form, "CallStatus")[:16]
+
+
+def parse_transcription(form: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(recording URL, its transcript) of a transcription callback; ``None`` when Twilio could
+    not transcribe it. A transcript is Twilio's guess at the words, not the citizen's own: a NUL
+    in it is dropped rather than the transcript refused."""
+    url = form_field(form, "RecordingUrl")
+    if form.get("TranscriptionStatus") != "completed":
+        return url, None
+    return url, str(form.get("TranscriptionText") or "").replace(NUL, "")
+
+
+NO_ANSWER = Answer()
+
+
+def inbound_event(
+    contact_hash: str, call_sid: str, turn: int | str, answer: Answer = NO_ANSWER
+) -> InboundEvent:
+    """The caller's ``turn`` on call ``call_sid``: 0 the call's start, then each answer in turn,
+    ``end`` the call's end (the delivery id makes Twilio's retry of one request a re-delivery).
+    Calls carry no language: a new conversation gets the deployment's default."""
+    return InboundEvent(
+        channel=CHANNEL,
+        sender=contact_hash,
+        text=answer.text,
+        recording=answer.recording,
+        delivery_id=f"voice:{call_sid}:{turn}",
+        call_sid=call_sid,
+    )
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def render_reply(
     events: Sequence[Event],
     locale: str,
     *,
@@ -94,12 +238,30 @@ def render(
             timeout=style.gather_timeout,
             speech_timeout="auto",
             action_on_empty_result=True,
-            hints=", ".join(gettext(locale, label) for _, label in _options(prompt)),
+            hints=", ".join(gettext(locale, label) for _, label in prompt.options),
             **({"finish_on_key": DONE_KEY} if prompt.multiple else {"num_digits": 1}),
         )
         for say in statements:
             _speak(gather, locale, say.message, say.params, style)
         _ask(gather, prompt, locale, style)
+    return str(response)
+
+
+def busy_reply(locale: str, *, retry_url: str) -> str:
+    """:data:`~channels.base.BUSY` said, then the call comes back to ``retry_url``: the request
+    that found the conversation busy (the same case, turn and attempt; an answer counts as
+    none)."""
+    response = VoiceResponse()
+    for say in BUSY:
+        response.say(gettext(locale, say.message, **say.params), language=LANGUAGES.get(locale))
+    response.redirect(retry_url, method="POST")
+    return str(response)
+
+
+def hang_up() -> str:
+    """TwiML that ends the call at once (an answering machine picked up)."""
+    response = VoiceResponse()
+    response.hangup()
     return str(response)
 
 
@@ -120,10 +282,6 @@ def _statement(event: Say | VoucherIssued, can_text: bool) -> Say:
     )
 
 
-def _options(prompt: Prompt) -> Sequence[tuple[str, str]]:
-    return prompt.options or (LEVEL_OPTIONS if prompt.kind == "level" else ())
-
-
 def _ask(gather: Gather, prompt: Prompt, locale: str, style: VoiceStyle) -> None:
     if prompt.hint:
         _speak(gather, locale, prompt.hint, {}, style)
@@ -131,7 +289,7 @@ def _ask(gather: Gather, prompt: Prompt, locale: str, style: VoiceStyle) -> None
     separator = gettext(locale, ids.LIST_SEPARATOR)
     keys = separator.join(
         gettext(locale, ids.VOICE_OPTION, key=value, label=gettext(locale, label))
-        for value, label in _options(prompt)
+        for value, label in prompt.options
     )
     _say(gather, locale, keys, style)
     if prompt.multiple:
@@ -200,7 +358,7 @@ def render_terminal(events: Sequence[Event], locale: str) -> str:
     """What a caller would hear, as text, for ``ratebot chat --channel voice``."""
     import xml.etree.ElementTree as ET
 
-    twiml = render(events, locale, action="", style=VoiceStyle())
+    twiml = render_reply(events, locale, action="", style=VoiceStyle())
     root = ET.fromstring(twiml)  # noqa: S314 - TwiML made just above, not untrusted input
     lines = [f"🔊 {say.text}" for say in root.iter("Say") if say.text]
     if root.find("Gather") is not None:

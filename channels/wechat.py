@@ -1,6 +1,7 @@
 """WeChat official accounts (wechatpy): the server's signed XML pushes → what the citizen did, the
-engine's events → the text of a passive reply, and the API client for messages ratebot sends on
-its own (customer-service messages inside the 48-hour window, template messages outside it).
+engine's events → the text of a passive reply (and the customer-service messages that may go
+instead), and the API client for messages ratebot sends on its own (customer-service messages
+inside the 48-hour window, template messages outside it). The contract is in ``channels.base``.
 
 Inbound XML is parsed only after two refusals: a body that is not UTF-8, and any ``<!DOCTYPE`` or
 ``<!ENTITY`` (no external entity, no billion laughs) — WeChat never sends either.
@@ -15,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 from xml.parsers.expat import ExpatError
 
 import requests
@@ -39,11 +41,10 @@ from wechatpy.session import SessionStorage
 from wechatpy.session.memorystorage import MemoryStorage
 from wechatpy.utils import WeChatSigner
 
-from channels.base import Delivery, chat_messages
+from channels.base import BUSY, BadRequest, Delivery, chat_messages, checked_text
 from channels.sms import how_to_answer, render_text
-from channels.voucher import qr_png, voucher_text
-from dialogs.engine import LEVEL_OPTIONS, YES_NO_OPTIONS
-from dialogs.events import Event, InboundEvent, Prompt, VoucherIssued
+from channels.voucher import qr_png
+from dialogs.events import Event, InboundEvent, Prompt
 from locales import gettext
 
 log = logging.getLogger("ratebot.wechat")
@@ -62,14 +63,11 @@ _FORBIDDEN_MARKUP = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 OUT_OF_WINDOW = 45015  # no interaction in the last 48 hours: only template messages go through
 NOT_SUBSCRIBED = 43004  # the citizen does not follow the account
 
-# The WeChat text reply is the SMS text: typed chat, with the same "reply 1–5" instructions.
+# The passive reply's text is the SMS text: typed chat, with the same "reply 1–5" instructions.
+# ``ratebot chat --channel wechat`` shows it.
 render = render_text
 MENU_KINDS = ("level", "choice", "yes_no")  # prompts offered as a message menu (msgmenu)
 MENU_ID_FIELDS = ("bizmsgmenuid", "BizMsgMenuId")  # the tapped item of a message menu
-
-
-class BadWeChatRequest(ValueError):
-    """The push is not a message WeChat would send (the reason is safe to show)."""
 
 
 # --- signatures and safe mode ------------------------------------------------------------------
@@ -79,7 +77,7 @@ def signature(token: str, *parts: str) -> str:
     """WeChat's signature: SHA-1 of the token and the parts, sorted and joined (wechatpy's)."""
     signer = WeChatSigner()
     signer.add_data(token, *parts)
-    return signer.signature
+    return str(signer.signature)
 
 
 def signature_is_valid(given: str | None, token: str, *parts: str) -> bool:
@@ -100,9 +98,9 @@ def decrypt(
     except InvalidSignatureException:
         raise
     except InvalidAppIdException as exc:
-        raise BadWeChatRequest("the encrypted message is for another AppID") from exc
+        raise BadRequest("the encrypted message is for another AppID") from exc
     except Exception as exc:  # noqa: BLE001 - bad base64, padding, length: all "undecryptable"
-        raise BadWeChatRequest("the encrypted message cannot be decrypted") from exc
+        raise BadRequest("the encrypted message cannot be decrypted") from exc
     return plain.encode("utf-8") if isinstance(plain, str) else bytes(plain)
 
 
@@ -119,19 +117,18 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadWeChatRequest("body is not UTF-8") from exc
+        raise BadRequest("body is not UTF-8") from exc
     if _FORBIDDEN_MARKUP.search(text):
-        raise BadWeChatRequest("DOCTYPE and ENTITY declarations are not accepted")
-    if "\x00" in text:
-        raise BadWeChatRequest("body contains a NUL character")
+        raise BadRequest("DOCTYPE and ENTITY declarations are not accepted")
+    checked_text("body", text)
     try:
         # str input is encoded to UTF-8 and parsed as such, whatever the XML declaration says
         parsed = xmltodict.parse(text, disable_entities=True)
     except (ExpatError, ValueError, RecursionError) as exc:
-        raise BadWeChatRequest("body is not well-formed XML") from exc
+        raise BadRequest("body is not well-formed XML") from exc
     root = parsed.get("xml") if isinstance(parsed, dict) else None
     if not isinstance(root, dict):
-        raise BadWeChatRequest("expected an <xml> root element with fields")
+        raise BadRequest("expected an <xml> root element with fields")
     return root
 
 
@@ -139,7 +136,7 @@ def encrypted_part(body: bytes) -> str:
     """The ``Encrypt`` field of a safe-mode push."""
     encrypted = parse_xml(body).get("Encrypt")
     if not isinstance(encrypted, str) or not encrypted:
-        raise BadWeChatRequest("missing field: Encrypt")
+        raise BadRequest("missing field: Encrypt")
     return encrypted
 
 
@@ -148,18 +145,18 @@ def parse(body: bytes) -> BaseMessage:
     fields = parse_xml(body)
     missing = [name for name in REQUIRED_FIELDS if not _text_field(fields, name)]
     if missing:
-        raise BadWeChatRequest(f"missing field(s): {', '.join(missing)}")
+        raise BadRequest(f"missing field(s): {', '.join(missing)}")
     if not str(fields["CreateTime"]).isdigit():
-        raise BadWeChatRequest("CreateTime is not a number")
+        raise BadRequest("CreateTime is not a number")
     msg_type = str(fields["MsgType"]).lower()
     if msg_type == "event" and not _text_field(fields, "Event"):
-        raise BadWeChatRequest("missing field: Event")
+        raise BadRequest("missing field: Event")
     msg_id = fields.get("MsgId")
     if msg_id is not None and not (isinstance(msg_id, str) and msg_id.isdigit()):
-        raise BadWeChatRequest("MsgId is not a number")
+        raise BadRequest("MsgId is not a number")
     for name in ("Content", "Recognition", "EventKey"):
         if name in fields and fields[name] is not None and not isinstance(fields[name], str):
-            raise BadWeChatRequest(f"{name} is not text")
+            raise BadRequest(f"{name} is not text")
     return _message(fields)
 
 
@@ -335,6 +332,10 @@ def render_reply(events: Sequence[Event], locale: str) -> str:
     )
 
 
+def busy_reply(locale: str) -> str:
+    return render_reply(BUSY, locale)
+
+
 def load_reply(rendered: str) -> WeChatReply:
     """The reply remembered by :func:`render_reply` (or plain text from elsewhere)."""
     if rendered.startswith("{"):
@@ -362,28 +363,24 @@ def render_messages(events: Sequence[Event], locale: str) -> list[Outgoing]:
     """Statements together in a text message; each question a message of its own; a voucher as
     text, then its QR code as a picture."""
     messages = []
-    for message in chat_messages(events):
-        if isinstance(message, Prompt):
-            messages.append(_prompt(message, locale))
-        elif isinstance(message, VoucherIssued):
-            messages.append(Outgoing(voucher_text(message, locale)))
-            messages.append(Outgoing("", image=message.scan_data))
+    for message in chat_messages(events, locale):
+        if message.prompt is not None:
+            messages.append(_question(message.prompt, message.lines, locale))
+        elif message.voucher is not None:
+            messages.append(Outgoing("\n".join(message.lines)))
+            messages.append(Outgoing("", image=message.voucher.scan_data))
         else:
-            messages.append(
-                Outgoing("\n".join(gettext(locale, s.message, **s.params) for s in message))
-            )
+            messages.append(Outgoing("\n".join(message.lines)))
     return [m for m in messages if m.text or m.menu or m.image]
 
 
-def _prompt(prompt: Prompt, locale: str) -> Outgoing:
-    head = [gettext(locale, prompt.hint)] if prompt.hint else []
-    head.append(gettext(locale, prompt.message, **prompt.params))
+def _question(prompt: Prompt, head: list[str], locale: str) -> Outgoing:
+    """The question's message: a message menu of its options, with the typed "reply 1-5" line
+    under it; a question with nothing to tap as text."""
     tail = how_to_answer(prompt, locale)
-    defaults = {"level": LEVEL_OPTIONS, "yes_no": YES_NO_OPTIONS}
-    options = prompt.options or defaults.get(prompt.kind, ())
-    if prompt.kind not in MENU_KINDS or not options:
+    if prompt.kind not in MENU_KINDS or not prompt.options:
         return Outgoing("\n".join(line for line in head + tail if line))
-    menu = tuple((value, f"{value} {gettext(locale, label)}") for value, label in options)
+    menu = tuple((value, f"{value} {gettext(locale, label)}") for value, label in prompt.options)
     return Outgoing(
         "\n".join(line for line in head if line), menu, "\n".join(line for line in tail if line)
     )
@@ -420,7 +417,7 @@ class RatebotWeChatClient(WeChatClient):  # type: ignore[misc]
         """Where the code's image is: WeChat's showqrcode, or the configured host's."""
         if not self.own_host:
             return str(self.qrcode.get_url(ticket))
-        return f"{self.API_BASE_URL}showqrcode?ticket={requests.utils.quote(ticket, safe='')}"
+        return f"{self.API_BASE_URL}showqrcode?ticket={quote(ticket, safe='')}"
 
     def close(self) -> None:
         self._http.close()

@@ -106,7 +106,7 @@ def resume(
     if command == "stop":
         events: list[Event] = [OptedOut(), Say(OPTOUT_CONFIRMED)]
         if session is not None and is_open:
-            events.append(RatingClosed(_outcome(survey, session), "opted_out"))
+            events.append(RatingClosed(_outcome(survey, session), "opted_out", session))
         return Sprint(None, events)
     if command == "start":
         return Sprint(session, [OptedIn(), Say(OPTIN_CONFIRMED)])
@@ -130,14 +130,15 @@ def resume(
             update={"source": session.source, "evaluation_count": session.evaluation_count}
         )
         # "discarded": the citizen withdrew these answers; the new ones will be the rating.
-        return Sprint(fresh, [RatingClosed("discarded", "restarted"), _prompt(survey, fresh)])
+        withdrawn = RatingClosed("discarded", "restarted", session)
+        return Sprint(fresh, [withdrawn, _prompt(survey, fresh)])
 
     if session is None:
         first = survey.step(survey.start)
         session = _new_session(survey, new_session_id, now, locale)
         if not (isinstance(first, LevelStep) and _parse(survey, first, text) is not _UNUSABLE):
             return Sprint(session, [_prompt(survey, session)])
-    return _answer(survey, session, text, now, event.recording)
+    return _take_answer(survey, session, text, now, event.recording)
 
 
 def expire(
@@ -266,9 +267,11 @@ def _parse(survey: Survey, step: LevelStep | ChoiceStep | TextStep | YesNoStep, 
     return _UNUSABLE if value is None else value
 
 
-def _answer(
+def _take_answer(
     survey: Survey, session: Session, text: str, now: datetime, recording: str | None = None
 ) -> Sprint:
+    """The citizen's reply to the question ``session`` is at: kept, and the next question asked
+    (or the conversation closed); re-asked with a hint if unusable, until the retry limit."""
     assert session.step is not None
     step = survey.step(session.step)
     if recording is not None and isinstance(step, TextStep):
@@ -292,7 +295,7 @@ def _answer(
     else:
         answered, values = [step], [value]
     for each, each_value in zip(answered, values, strict=True):
-        _store(answers, each.field, each_value)
+        _set_answer(answers, each.field, each_value)
         events.append(Answered(each.id, each.field, each_value))
     if recording is not None:
         answers.setdefault("recordings", {})[step.field] = recording
@@ -305,7 +308,9 @@ def _answer(
     return Sprint(session, [*events, _prompt(survey, session)])
 
 
-def _store(answers: dict[str, Any], field: str, value: Any) -> None:
+def _set_answer(answers: dict[str, Any], field: str, value: Any) -> None:
+    """Put ``value`` at ``field`` of ``answers``, a dotted field (``dimensions.attitude``) in its
+    nested dict."""
     *parents, key = field.split(".")
     for parent in parents:
         answers = answers.setdefault(parent, {})
@@ -353,9 +358,8 @@ def _close(
     """End the conversation. A session that holds a rating is kept, closed, until it expires so
     late messages get "already rated"; one without is forgotten."""
     outcome: Outcome = "complete" if reason == "finished" else _outcome(survey, session)
-    closed_event = RatingClosed(outcome, reason)
     if outcome == "discarded":
-        return Sprint(None, [*events, closed_event])
+        return Sprint(None, [*events, RatingClosed(outcome, reason, session)])
     left_at = None if reason == "finished" else session.step
     closed = _touch(survey, session, now, step=None, retries=0, outcome=outcome, left_at=left_at)
-    return Sprint(closed, [*events, closed_event])
+    return Sprint(closed, [*events, RatingClosed(outcome, reason, closed)])

@@ -25,6 +25,7 @@ class InboundEvent:
     ``MessageSid``, WeChat ``MsgId``, Telegram ``update_id``, a call's sid and turn);
     ``call_sid`` the phone call the event came in on; ``reply_to`` the citizen's address in a chat
     app (a Telegram chat id, a WeChat openid), already encrypted, for what is told them later.
+    Both are the channel's marks: :meth:`mark` keeps them on the conversation's session.
     """
 
     channel: str
@@ -36,6 +37,18 @@ class InboundEvent:
     recording: str | None = None
     call_sid: str | None = None
     reply_to: str | None = None
+
+    def mark(self, session: Session) -> Session:
+        """``session`` with the channel's marks of this event on it, for the application: the
+        phone call the conversation goes on in (so the end of an earlier call, reported late,
+        leaves it alone), and the chat's address (the first one kept: every message's is the same
+        chat, encrypted anew)."""
+        changes: dict[str, str] = {}
+        if self.call_sid is not None and self.call_sid != session.call_sid:
+            changes["call_sid"] = self.call_sid
+        if self.reply_to is not None and session.reply_to is None:
+            changes["reply_to"] = self.reply_to
+        return session.model_copy(update=changes) if changes else session
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +84,23 @@ class Answered:
 
 @dataclass(frozen=True, slots=True)
 class RatingClosed:
-    """The conversation is over. ``outcome`` says what the answers amount to:
+    """The conversation ``session`` is over. ``outcome`` says what its answers amount to:
 
     ``complete``: every required step answered; ``incomplete``: an overall level but not every
-    step (retries exhausted, expired, stopped); ``discarded``: no overall level, so no rating.
+    step (retries exhausted, expired, stopped); ``discarded``: no overall level, or answers the
+    citizen withdrew (restart), so no rating.
+
+    ``session`` is the conversation as it closed, whatever the engine keeps afterwards: the
+    sprint's own session when it stays (closed, for "already rated"), else the one it forgot
+    (a STOP, a discarded end) or replaced (a restart opens a new one). Its answers are the
+    rating to keep; its id names the rating in progress to finish or withdraw.
     """
 
     outcome: Literal["complete", "incomplete", "discarded"]
     reason: Literal[
         "finished", "retries_exhausted", "expired", "opted_out", "restarted", "replaced", "hung_up"
     ]
+    session: Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +115,8 @@ class OptedIn:
 
 @dataclass(frozen=True, slots=True)
 class VoucherIssued:
-    """The rating earned free parking (issue #5). Not the engine's: the application adds it when
-    the rating it closes is valid, and each channel tells it in its own form (a QR image too).
+    """The rating earned free parking. Not the engine's: the application adds it when the rating
+    it closes is valid, and each channel tells it in its own form (a QR image too).
 
     ``code`` is for reading and typing (``ABCD-EFGH-JKM``); ``expires_at`` is in the hall's time
     zone; ``url`` is the voucher's page.

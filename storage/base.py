@@ -5,6 +5,9 @@
 
 * one *turn* per incoming message: lock the conversation, load, let the caller work, then write
   and unlock together;
+* a session is stored as JSON text and handed over as such (``Turn.session_json``,
+  ``Turn.save_json``, ``get_json``), so a caller with its own model parses and serialises it in
+  one pass; ``Turn.session``, ``Turn.save`` and ``get`` do the same with plain dicts;
 * the lock is taken **before** the session is loaded, so two messages from one citizen can't both
   start from the same state and lose one update (aiogram had exactly this bug:
   https://github.com/aiogram/aiogram/issues/1317, fixed in ``aiogram/fsm/middleware.py``);
@@ -28,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, cast
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +65,20 @@ class StagedWrite:
 class Turn:
     """One message's view of a conversation, handed out by ``ConversationStore.turn``."""
 
-    session: dict[str, Any] | None
-    """The stored session (a JSON object), or None for a new or expired conversation."""
+    session_json: str | None
+    """The stored session as its JSON text (an object), or None for a new or expired
+    conversation."""
     previous_reply: str | None = None
     """The reply remembered for this turn's delivery id: not None means the delivery was already
     handled (a provider retry) and this reply should be sent again, without running the dialog."""
     staged: StagedWrite | None = field(default=None, init=False, repr=False)
+
+    @property
+    def session(self) -> dict[str, Any] | None:
+        """The stored session as a dict, parsed afresh on each access."""
+        if self.session_json is None:
+            return None
+        return cast(dict[str, Any], json.loads(self.session_json))
 
     def save(
         self, session: dict[str, Any] | None, *, ttl: float | None = None, reply: str | None = None
@@ -78,9 +89,8 @@ class Turn:
         ``reply`` is remembered under the turn's delivery id (ignored without one); pass ``""`` to
         mark a delivery handled that needed no reply. A later call replaces an earlier one.
         """
-        if session is None:
-            session_json = None
-        else:
+        session_json = None
+        if session is not None:
             if not isinstance(session, dict):
                 raise TypeError(f"session must be a dict or None, not {type(session).__name__}")
             if ttl is None or ttl <= 0:
@@ -88,6 +98,17 @@ class Turn:
             # Serialised now: a non-JSON value fails inside the block (so nothing is written) and
             # later changes to the caller's dict don't leak into what is stored.
             session_json = json.dumps(session, ensure_ascii=False, allow_nan=False)
+        self.save_json(session_json, ttl=ttl, reply=reply)
+
+    def save_json(
+        self, session_json: str | None, *, ttl: float | None = None, reply: str | None = None
+    ) -> None:
+        """As :meth:`save`, the session given as its JSON text (an object), stored verbatim."""
+        if session_json is not None:
+            if not isinstance(session_json, str) or not session_json:
+                raise TypeError("session_json must be non-empty JSON text or None")
+            if ttl is None or ttl <= 0:
+                raise ValueError("a session needs a positive ttl (seconds)")
         self.staged = StagedWrite(session_json=session_json, ttl=ttl, reply=reply)
 
 
@@ -145,8 +166,8 @@ class ConversationStore(ABC):
     @asynccontextmanager
     async def _turn(self, key: str, delivery_id: str | None) -> AsyncIterator[Turn]:
         token = secrets.token_hex(16)
-        session, previous_reply = await self._lock_and_load(key, delivery_id, token)
-        turn = Turn(session=session, previous_reply=previous_reply)
+        session_json, previous_reply = await self._lock_and_load(key, delivery_id, token)
+        turn = Turn(session_json=session_json, previous_reply=previous_reply)
         try:
             yield turn
         except BaseException:
@@ -165,6 +186,11 @@ class ConversationStore(ABC):
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The stored session, read without the lock (reports, the timer worker's peeks)."""
+        session_json = await self.get_json(key)
+        return None if session_json is None else cast(dict[str, Any], json.loads(session_json))
+
+    async def get_json(self, key: str) -> str | None:
+        """The stored session as its JSON text, read without the lock."""
         self._check_open()
         return await self._get(key)
 
@@ -195,9 +221,10 @@ class ConversationStore(ABC):
     @abstractmethod
     async def _lock_and_load(
         self, key: str, delivery_id: str | None, token: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
+    ) -> tuple[str | None, str | None]:
         """Take ``key``'s lock as ``token`` (for ``lock_expiry`` seconds), waiting at most
-        ``lock_timeout`` seconds (else ``ConversationBusy``); return (session, previous reply)."""
+        ``lock_timeout`` seconds (else ``ConversationBusy``); return (session JSON, previous
+        reply)."""
 
     @abstractmethod
     async def _write_and_unlock(
@@ -207,7 +234,8 @@ class ConversationStore(ABC):
         and return True. Otherwise change nothing and return False."""
 
     @abstractmethod
-    async def _get(self, key: str) -> dict[str, Any] | None: ...
+    async def _get(self, key: str) -> str | None:
+        """The session JSON of ``key``, if any."""
 
     @abstractmethod
     async def _record_event(self, key: str, window: float) -> int:

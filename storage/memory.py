@@ -7,7 +7,6 @@ against it behaves the same in production. Values are kept as JSON text, as Redi
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -62,12 +61,12 @@ class MemoryConversationStore(ConversationStore):
 
     async def _lock_and_load(
         self, key: str, delivery_id: str | None, token: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
+    ) -> tuple[str | None, str | None]:
         await self._acquire(key, token)
         # No await between here and the return: nothing can slip in between lock and load.
         session = self._read(self._sessions, key)
         reply = None if delivery_id is None else self._read(self._replies, (key, delivery_id))
-        return (None if session is None else json.loads(session)), reply
+        return session, reply
 
     async def _acquire(self, key: str, token: str) -> None:
         loop = asyncio.get_running_loop()
@@ -124,9 +123,8 @@ class MemoryConversationStore(ConversationStore):
         self._drop_if_idle(key, entry)
         return in_time
 
-    async def _get(self, key: str) -> dict[str, Any] | None:
-        session = self._read(self._sessions, key)
-        return None if session is None else json.loads(session)
+    async def _get(self, key: str) -> str | None:
+        return self._read(self._sessions, key)
 
     async def _record_event(self, key: str, window: float) -> int:
         now = self._clock()

@@ -1,7 +1,8 @@
 """The records: SQLModel tables on SQLite (default) or PostgreSQL, migrated with Alembic.
 
 Personal data never sits here in clear: a contact (phone number, openid, chat id) is stored as a
-keyed hash for lookup, an encrypted copy for sending and a mask for display (see ``bot.privacy``).
+keyed hash for lookup, an encrypted copy for sending and a mask for display
+(``storage.privacy``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Rating(SQLModel, table=True):
     __tablename__ = "ratings"
     __table_args__ = (
         sa.UniqueConstraint("record_id", "evaluation_count", name="uq_ratings_record_count"),
-        sa.Index("ix_ratings_status_expires", "status", "expires_at"),
+        sa.Index("ix_ratings_status_next_look", "status", "next_look_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -142,7 +143,13 @@ class Rating(SQLModel, table=True):
     updated_at: datetime | None = _time()
     # While in progress: when the worker next looks whether its conversation expired or is done
     # (dialogs.engine.look_again_at); the conversation itself holds its expiry.
-    expires_at: datetime | None = _time()
+    next_look_at: datetime | None = _time()
+    # An upheld appeal takes the rating out of the statistics (never deletes it): why, by whom.
+    excluded_at: datetime | None = _time()
+    excluded_reason: str | None = Field(default=None, max_length=255)
+    excluded_by: str | None = Field(default=None, max_length=100)
+    # A pending or confirmed fraud flag holds it out of the statistics and of vouchers.
+    flagged: bool = False
 
 
 class RatingDimension(SQLModel, table=True):
@@ -186,7 +193,9 @@ class ApiKey(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100)
-    role: str = Field(max_length=16)  # platform | admin
+    role: str = Field(
+        max_length=16
+    )  # platform | admin | parking | department | supervisor | reviewer
     key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime | None = _time()
     revoked_at: datetime | None = _time()
@@ -230,7 +239,7 @@ class CallAttempt(SQLModel, table=True):
     ended_at: datetime | None = _time()
 
 
-# --- parking rewards (issue #5) --------------------------------------------------------------
+# --- parking rewards ---------------------------------------------------------------------
 
 
 class Hall(SQLModel, table=True):
@@ -321,3 +330,123 @@ class FlaggedCitizen(SQLModel, table=True):
     citizen_hash: str = Field(max_length=64, primary_key=True)
     reason: str = Field(max_length=255)
     created_at: datetime | None = _time()
+
+
+# --- the closed loop on bad reviews --------------------------------------------------------
+
+
+class Ticket(SQLModel, table=True):
+    """The work a bad review (差评) makes for the department that handled its case (差评工单).
+
+    ``state``: open → acknowledged → responded → closed, or appealed on the way
+    (``bot.tickets.states``). ``due_at`` is the end of the tier's last working day, moved later
+    by the time spent under appeal; ``paused_at`` is set while an appeal is pending.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (sa.Index("ix_tickets_state_due", "state", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: int = Field(foreign_key="ratings.id", unique=True)  # one ticket per bad review
+    record_id: int | None = Field(default=None, foreign_key="service_records.id", index=True)
+    department: str | None = Field(default=None, max_length=100, index=True)  # None: triage
+    tier: str = Field(max_length=32)
+    state: str = Field(max_length=16)
+    opened_at: datetime | None = _time(index=True)
+    due_at: datetime | None = _time()
+    paused_at: datetime | None = _time()  # an appeal is pending since
+    paused_seconds: int = 0  # time spent under appeals decided so far
+    state_before_appeal: str | None = Field(default=None, max_length=16)
+    escalated_at: datetime | None = _time()
+    acknowledged_at: datetime | None = _time()
+    acknowledge_note: str | None = Field(default=None, sa_type=sa.Text)
+    responded_at: datetime | None = _time()
+    outcome: str | None = Field(
+        default=None, max_length=16
+    )  # rectified | explained | appeal_upheld
+    response: str | None = Field(default=None, sa_type=sa.Text)
+    feedback_at: datetime | None = _time()  # the citizen was told (claimed once)
+    rerate_until: datetime | None = _time()
+    rerating_id: int | None = Field(default=None, foreign_key="ratings.id")
+    rerating_level: int | None = None
+    closed_at: datetime | None = _time()
+    closed_reason: str | None = Field(default=None, max_length=16)  # rerated | window | appeal
+    updated_at: datetime | None = _time()
+
+
+class Appeal(SQLModel, table=True):
+    """A department's appeal of a review it thinks malicious or untrue (申诉复核), decided by a
+    reviewer. One per ticket."""
+
+    __tablename__ = "appeals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", unique=True)
+    ground: str = Field(max_length=16)  # malicious | untrue | not_ours
+    statement: str = Field(sa_type=sa.Text)
+    state: str = Field(max_length=16, index=True)  # pending | upheld | rejected
+    filed_by: str = Field(max_length=100)
+    filed_at: datetime | None = _time()
+    decided_by: str | None = Field(default=None, max_length=100)
+    decided_at: datetime | None = _time()
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    reassign_to: str | None = Field(default=None, max_length=100)
+    warning_at: datetime | None = _time()  # the malicious reviewer's one warning (劝诫) went out
+
+
+class Flag(SQLModel, table=True):
+    """A rating a fraud rule caught (刷好评, 恶意差评): kept, held out of the statistics and of
+    vouchers until a reviewer confirms or clears it."""
+
+    __tablename__ = "flags"
+    __table_args__ = (sa.UniqueConstraint("rating_id", "rule", name="uq_flags_rating_rule"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: int = Field(foreign_key="ratings.id", index=True)
+    rule: str = Field(max_length=32)  # contact_ratings | staff_contact | top_burst
+    detail: str = Field(max_length=255)
+    state: str = Field(max_length=16, index=True)  # pending | confirmed | cleared
+    created_at: datetime | None = _time()
+    decided_by: str | None = Field(default=None, max_length=100)
+    decided_at: datetime | None = _time()
+    note: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class StaffContact(SQLModel, table=True):
+    """A registered staff member's phone number or openid, as its keyed hash: their ratings are
+    flagged."""
+
+    __tablename__ = "staff_contacts"
+
+    contact_hash: str = Field(max_length=64, primary_key=True)
+    created_at: datetime | None = _time()
+
+
+class ApiKeyDepartment(SQLModel, table=True):
+    """A department a ``department`` key acts for."""
+
+    __tablename__ = "api_key_departments"
+
+    api_key_id: int = Field(foreign_key="api_keys.id", primary_key=True)
+    department: str = Field(max_length=100, primary_key=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One act of a person (or of ratebot itself) on a ticket, an appeal, a flag, a rating, a
+    voucher or a contact. Append-only: on PostgreSQL a trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_entity", "entity", "entity_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime | None = _time(index=True)
+    actor_kind: str = Field(max_length=16)  # key | user | system
+    actor_id: int | None = None
+    actor_name: str = Field(max_length=100)
+    actor_role: str = Field(max_length=16)
+    action: str = Field(max_length=32)
+    entity: str = Field(max_length=16)  # ticket | appeal | flag | rating | voucher | contact
+    entity_id: int
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    reason: str | None = Field(default=None, sa_type=sa.Text)

@@ -18,7 +18,6 @@ scored with its time in ms), PX the window, so a quiet key disappears on its own
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import secrets
@@ -138,7 +137,7 @@ class RedisConversationStore(ConversationStore):
 
     async def _lock_and_load(
         self, key: str, delivery_id: str | None, token: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
+    ) -> tuple[str | None, str | None]:
         keys = self._keys(key, delivery_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lock_timeout
@@ -160,7 +159,7 @@ class RedisConversationStore(ConversationStore):
         _, session, reply = result
         try:
             return (
-                None if session is None else json.loads(session),
+                None if session is None else _text(session),
                 None if reply is None else _text(reply),
             )
         except BaseException:
@@ -186,9 +185,9 @@ class RedisConversationStore(ConversationStore):
         owned = await self._write_and_unlock_script(keys=self._keys(key, delivery_id), args=args)
         return bool(owned)
 
-    async def _get(self, key: str) -> dict[str, Any] | None:
+    async def _get(self, key: str) -> str | None:
         session = await self.redis.get(self._keys(key, None)[1])
-        return None if session is None else json.loads(session)
+        return None if session is None else _text(session)
 
     def _events_key(self, key: str) -> str:
         return f"{self.prefix}events:{key}"

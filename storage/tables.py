@@ -11,9 +11,13 @@ from sqlmodel import SQLModel
 
 from storage.models import (
     ApiKey,
+    ApiKeyDepartment,
     ApiKeyHall,
+    Appeal,
+    AuditEntry,
     CallAttempt,
     Complaint,
+    Flag,
     FlaggedCitizen,
     Hall,
     Invitation,
@@ -24,6 +28,8 @@ from storage.models import (
     RatingRecording,
     Redemption,
     ServiceRecord,
+    StaffContact,
+    Ticket,
     Voucher,
 )
 
@@ -49,3 +55,9 @@ halls = table_of(Hall)
 vouchers = table_of(Voucher)
 redemptions = table_of(Redemption)
 flagged = table_of(FlaggedCitizen)
+tickets = table_of(Ticket)
+appeals = table_of(Appeal)
+flags = table_of(Flag)
+staff_contacts = table_of(StaffContact)
+key_departments = table_of(ApiKeyDepartment)
+audit_log = table_of(AuditEntry)

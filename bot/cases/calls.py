@@ -30,15 +30,17 @@ from bot.conversation.optouts import is_opted_out
 from bot.conversation.ratings import follow_up_due
 from bot.runtime import Runtime
 from channels.base import Delivery
+from channels.voice import ENDED
 from storage.models import CallAttempt, Invitation, ServiceRecord
 from storage.privacy import mask
 from storage.tables import complaints, ratings
 
 log = logging.getLogger("ratebot.calls")
 
-# Twilio's final call statuses, and those worth calling again later.
-ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
+# Twilio's statuses worth calling again later (its final ones are the channel's: ENDED).
 RETRIED = {"busy", "no-answer", "machine"}
+# A claim still unfinished this long after it was taken (a call being placed, an invitation
+# being sent) was interrupted: its process died.
 INTERRUPTED_AFTER = timedelta(minutes=10)
 UNDER_WAY = ("scheduled", "calling", "queued", "initiated", "ringing", "in-progress")
 
@@ -77,7 +79,7 @@ def call_case(rt: Runtime, record_no: str, now: datetime) -> int:
             raise CannotCall("the citizen opted out of invitations")
         if follow_up_due(db.connection(), record.id):
             purpose = "callback"
-            db.exec(  # type: ignore[call-overload]
+            db.exec(
                 update(complaints)
                 .where(complaints.c.rating_id == first_rating(record.id))
                 .values(callback_at=now)
@@ -136,7 +138,7 @@ def due(rt: Runtime, now: datetime, limit: int) -> list[int]:
     """Attempts to place now. One a worker claimed but never placed (its process died) is marked
     failed: whether Twilio got it is unknown, and calling twice is worse than not at all."""
     with DbSession(rt.db) as db, db.begin():
-        db.exec(  # type: ignore[call-overload]
+        db.exec(
             update(CallAttempt)
             .where(
                 col(CallAttempt.status) == "calling",
@@ -158,7 +160,7 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
     calling hours closed since — then it waits for them)."""
     now = rt.clock()
     with DbSession(rt.db, expire_on_commit=False) as db, db.begin():
-        claimed = db.exec(  # type: ignore[call-overload]
+        claimed = db.exec(
             update(CallAttempt)
             .where(
                 col(CallAttempt.id) == attempt_id,
@@ -193,7 +195,7 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
     )
     with DbSession(rt.db) as db, db.begin():
         # Only while still claimed: a worker that took the claim for dead must not be undone.
-        db.exec(  # type: ignore[call-overload]
+        db.exec(
             update(CallAttempt)
             .where(col(CallAttempt.id) == attempt_id, col(CallAttempt.status) == "calling")
             .values(
@@ -254,7 +256,7 @@ def record_call_status(rt: Runtime, attempt_id: str, call_sid: str, state: str) 
             attempt.status, attempt.call_sid = state, call_sid
             db.add(attempt)
             return
-        ended = db.exec(  # type: ignore[call-overload]
+        ended = db.exec(
             update(CallAttempt)
             .where(col(CallAttempt.id) == attempt.id, col(CallAttempt.ended_at).is_(None))
             .values(status=state, call_sid=call_sid, ended_at=now)

@@ -46,9 +46,9 @@ CONTACTS = {
     "wechat": ("wechat_hash", "wechat_enc"),
     "telegram": ("telegram_hash", "telegram_enc"),
 }
-# WeChat refusals after which an invitation goes by SMS instead: 45015 out of the 48-hour window
-# (a customer-service message without a template), 43004 the citizen does not follow.
-FALLBACK = ("45015", "43004")
+# WeChat refusals after which an invitation goes by SMS instead: out of the 48-hour window (a
+# customer-service message without a template), and the citizen does not follow the account.
+FALLBACK = (str(wechat.OUT_OF_WINDOW), str(wechat.NOT_SUBSCRIBED))
 
 
 def new_invitation(
@@ -116,8 +116,8 @@ async def dispatch_invitation(rt: Runtime, invitation_id: int) -> None:
 async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
     """Send an invitation its caller has claimed (status ``sending``) and open its conversation.
 
-    A WeChat invitation the account may not send (45015: outside the 48-hour window and no
-    template; 43004: the citizen does not follow) falls back to SMS when the phone is known;
+    A WeChat invitation the account may not send (:data:`FALLBACK`: outside the 48-hour window
+    and no template, or the citizen does not follow) falls back to SMS when the phone is known;
     every attempt is recorded.
     """
     now = rt.clock()
@@ -145,13 +145,11 @@ async def _invite(
     contact_hash, contact = _contact(rt, record, channel)
     key = conversation_key(channel, contact_hash)
     async with rt.store.turn(key) as turn:
-        before = load_session(turn.session)
+        before = load_session(turn.session_json)
         if before is not None and before.step is not None:
             # A conversation about an earlier case is still open: close it, keeping its answers.
             closing = engine.expire(rt.survey, before, now=now, reason="replaced")
-            await run_in_threadpool(
-                Conversations(rt).apply, closing, before, channel, contact_hash, now
-            )
+            await run_in_threadpool(Conversations(rt).apply, closing, channel, contact_hash, now)
         sprint = engine.start(
             rt.survey,
             session_id=str(uuid4()),
@@ -216,7 +214,7 @@ def _load_invitation(rt: Runtime, invitation_id: int) -> tuple[Invitation, Servi
 
 def _claim_row(db: DbSession, invitation_id: int, *conditions: Any, **values: Any) -> bool:
     """Take a timer job: a conditional UPDATE that only one of many concurrent workers wins."""
-    claimed = db.exec(  # type: ignore[call-overload]
+    claimed = db.exec(
         update(Invitation).where(col(Invitation.id) == invitation_id, *conditions).values(**values)
     )
     return bool(claimed.rowcount == 1)
@@ -373,7 +371,7 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
     invitation, record = claimed
     contact_hash, contact = _contact(rt, record, invitation.channel)
     async with rt.store.turn(conversation_key(invitation.channel, contact_hash)) as turn:
-        session = load_session(turn.session)
+        session = load_session(turn.session_json)
         if (
             session is None
             or session.invitation_id != invitation_id

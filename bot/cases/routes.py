@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.cases.calls import attempts_view
 from bot.cases.invitations import deliver_invitation, new_invitation
-from bot.results.views import rating_views
+from bot.results.views import rating_views, record_public
 from bot.runtime import Runtime
 from bot.web.auth import require_role
 from bot.web.deps import DbDep, RuntimeDep
@@ -179,27 +179,6 @@ def _record_view(rt: Runtime, record_id: int) -> dict[str, Any]:
             ],
             "rating": rating_views(db, ratings, {record_id: record})[0] if ratings else None,
         }
-
-
-def record_public(record: ServiceRecord) -> dict[str, Any]:
-    return {
-        "record_no": record.record_no,
-        "item_code": record.item_code,
-        "item_name": record.item_name,
-        "department": record.department,
-        "district": record.district,
-        "hall": record.hall,
-        "window": record.window,
-        "clerk": record.clerk,
-        "completed_at": record.completed_at,
-        "locale": record.locale,
-        "citizen": {
-            "phone": record.phone_mask,
-            "wechat": bool(record.wechat_hash),
-            "telegram": bool(record.telegram_hash),
-        },
-        "created_at": record.created_at,
-    }
 
 
 class WeChatQrCodeIn(BaseModel):

@@ -23,22 +23,22 @@ UPSERT_RATING = sa.text(
     """
     INSERT INTO ratings (conversation_id, conversation_key, record_id, invitation_id,
                          evaluation_count, channel, provider, citizen_hash, locale, level, comment,
-                         status, unsolicited, created_at, submitted_at, updated_at, expires_at)
+                         status, unsolicited, created_at, submitted_at, updated_at, next_look_at)
     VALUES (:conversation_id, :conversation_key,
             (SELECT id FROM service_records WHERE record_no = :record_no),
             :invitation_id, :evaluation_count, :channel, :provider, :citizen_hash, :locale,
-            :level, :comment, :status, :unsolicited, :now, :submitted_at, :now, :expires_at)
+            :level, :comment, :status, :unsolicited, :now, :submitted_at, :now, :next_look_at)
     ON CONFLICT (conversation_id) DO UPDATE SET
         level = excluded.level, comment = excluded.comment, status = excluded.status,
         submitted_at = excluded.submitted_at, updated_at = excluded.updated_at,
-        expires_at = excluded.expires_at
+        next_look_at = excluded.next_look_at
     WHERE ratings.status = 'in_progress'
     RETURNING id
     """
 ).bindparams(
     sa.bindparam("now", type_=UTCDateTime),
     sa.bindparam("submitted_at", type_=UTCDateTime),
-    sa.bindparam("expires_at", type_=UTCDateTime),
+    sa.bindparam("next_look_at", type_=UTCDateTime),
     sa.bindparam("unsolicited", type_=sa.Boolean),
 )
 UPSERT_DIMENSION = sa.text(
@@ -80,8 +80,9 @@ def save_rating(
     citizen_hash: str,
     now: datetime,
     look_at: datetime,
-) -> None:
-    """Write what ``session`` has answered so far; an unfinished rating is looked at again by
+) -> int | None:
+    """Write what ``session`` has answered so far, and say which rating it wrote (``None``: no
+    rating, or one finished already, left as it was); an unfinished rating is looked at again by
     the worker at ``look_at``.
 
     ``outcome`` is None while the conversation goes on (the rating is ``in_progress``), else
@@ -93,7 +94,7 @@ def save_rating(
     answers = session.answers
     if "level" not in answers or outcome == "discarded":
         _withdraw(conn, session.id)
-        return
+        return None
     rating_id = conn.execute(
         UPSERT_RATING,
         {
@@ -112,11 +113,11 @@ def save_rating(
             "unsolicited": session.record_no is None,
             "now": now,
             "submitted_at": now if outcome else None,
-            "expires_at": look_at,
+            "next_look_at": look_at,
         },
     ).scalar()
     if rating_id is None:
-        return  # finished already
+        return None  # finished already
     levels = answers.get("dimensions") or {}
     if levels:
         conn.execute(
@@ -140,6 +141,7 @@ def save_rating(
             UPSERT_RECORDING,
             [{"rating_id": rating_id, "field": f, "url": url} for f, url in spoken.items()],
         )
+    return int(rating_id)
 
 
 def follow_up_due(conn: sa.Connection, record_id: int) -> bool:

@@ -1,8 +1,15 @@
 """The glue between a channel, the engine and the stores.
 
 One turn: take the conversation's lock, answer a re-delivered message with the reply it already
-got, run the pure engine, carry out its events in one database transaction, remember the new
-session together with the reply — then release the lock.
+got, run the pure engine, then
+
+1. *persist*: carry out the events that touch the records in one database transaction
+   (:meth:`Conversations.persist`, which says what happened: :class:`Written`);
+2. *compose*: what the citizen is told, and the session kept, follows from the engine's sprint
+   and what was written (:func:`compose`);
+
+remember the new session, with the channel's marks on it, together with the rendered reply —
+then release the lock.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -23,6 +30,9 @@ from bot.conversation.optouts import opt_in, opt_out
 from bot.conversation.ratings import follow_up_due, save_late_recording, save_rating
 from bot.rewards.vouchers import issue_voucher, voucher_for_case
 from bot.runtime import Runtime
+from bot.tickets.opening import rating_finished
+from bot.tickets.rules import rules_for
+from channels import sms, telegram, voice, wechat
 from dialogs import engine
 from dialogs.events import (
     Answered,
@@ -46,10 +56,22 @@ Render = Callable[[Sequence[Event], str], str]
 
 # An open session outlives its expiry by this much, so the worker can still finalize it.
 EXPIRY_GRACE = timedelta(days=1)
-# Each conversation channel (the adapter) with the provider it runs on and its 评价渠道 in the
-# national channel list; a chat opened by scanning a case's QR code counts as qr_code.
-PROVIDERS = {"sms": "twilio", "voice": "twilio", "telegram": "telegram", "wechat": "wechat"}
-NATIONAL_CHANNELS = {"sms": "sms", "voice": "phone", "telegram": "mobile", "wechat": "mobile"}
+FINISHED = ("complete", "incomplete")  # the outcomes that leave a rating
+# Each conversation channel with the provider it runs on, as its adapter names it, and with its
+# 评价渠道 in the national channel list; a chat opened by scanning a case's QR code counts as
+# qr_code.
+PROVIDERS = {
+    sms.CHANNEL: sms.PROVIDER,
+    voice.CHANNEL: voice.PROVIDER,
+    telegram.CHANNEL: telegram.PROVIDER,
+    wechat.CHANNEL: wechat.PROVIDER,
+}
+NATIONAL_CHANNELS = {
+    sms.CHANNEL: "sms",
+    voice.CHANNEL: "phone",
+    telegram.CHANNEL: "mobile",
+    wechat.CHANNEL: "mobile",
+}
 
 
 def national_channel(channel: str, session: Session) -> str:
@@ -80,8 +102,9 @@ def split_key(key: str) -> tuple[str, str]:
     return channel, contact_hash
 
 
-def load_session(data: dict[str, Any] | None) -> Session | None:
-    return Session.model_validate(data) if data else None
+def load_session(session_json: str | bytes | None) -> Session | None:
+    """The session a store keeps as JSON text (``Turn.session_json``, ``get_json``)."""
+    return Session.model_validate_json(session_json) if session_json else None
 
 
 def session_ttl(session: Session, now: datetime) -> float:
@@ -91,32 +114,57 @@ def session_ttl(session: Session, now: datetime) -> float:
     return max(1.0, (keep_until - now).total_seconds())
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What carrying out a sprint's events did to the records (:meth:`Conversations.persist`)."""
+
+    voucher: VoucherIssued | None = None  # the rating it completed earned free parking
+    opted_out_again: bool = False  # a STOP from a contact that had opted out already
+    # The conversation whose rating found its case rated by another conversation first (一事一评):
+    # nothing was written.
+    rated_elsewhere: Session | None = None
+
+
+def compose(sprint: Sprint, written: Written) -> Sprint:
+    """The sprint as it is kept and told once its events are written."""
+    if written.rated_elsewhere is not None:
+        done = written.rated_elsewhere.model_copy(update={"step": None, "outcome": "discarded"})
+        return Sprint(done, [Say(engine.ALREADY_RATED)])
+    events = sprint.events
+    if written.opted_out_again:  # confirmed once: a repeated STOP gets no second confirmation
+        events = [e for e in events if not isinstance(e, Say)]
+    if written.voucher is not None:
+        events = [*events, written.voucher]  # told after the thanks
+    return sprint if events is sprint.events else Sprint(sprint.session, events)
+
+
 class Conversations:
     """Runs citizens' conversations for every channel."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.ticket_rules = rules_for(runtime.settings.tickets_file, runtime.settings.timezone)
 
     async def handle(self, event: InboundEvent, render: Render) -> Reply:
         """The reply to one inbound message. A re-delivered message (same delivery id) gets the
         first reply again and changes nothing."""
 
-        async def step(before: Session | None, now: datetime) -> Sprint:
+        async def act(before: Session | None, now: datetime) -> Sprint:
             if _late_recording(event, before):
                 assert before is not None
                 return await run_in_threadpool(self._keep_late_recording, before, event)
             sprint = engine.resume(
                 self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
             )
-            if _touches_records(sprint):
-                sprint = await run_in_threadpool(
-                    self.apply, sprint, before, event.channel, event.sender, now
-                )
-            elif before is not None and before.record_no is not None:
-                sprint = await self._reminding(sprint, before.record_no)
+            if _touches_records(sprint):  # persist, then compose
+                channel, contact = event.channel, event.sender
+                written = await run_in_threadpool(self.persist, sprint, channel, contact, now)
+                return compose(sprint, written)
+            if before is not None and before.record_no is not None:
+                return await self._reminding(sprint, before.record_no)
             return sprint
 
-        reply = await self._turn(event, step, render)
+        reply = await self._turn(event, act, render)
         metrics.TURNS.labels(event.channel).inc()
         return reply
 
@@ -132,7 +180,7 @@ class Conversations:
         """
         evaluation_count = 2 if source == "callback" else 1
 
-        async def step(before: Session | None, now: datetime) -> Sprint:
+        async def act(before: Session | None, now: datetime) -> Sprint:
             case = await run_in_threadpool(_case, self.rt, record_no)
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
@@ -157,7 +205,7 @@ class Conversations:
             opened = {"source": source, "evaluation_count": evaluation_count}
             return Sprint(sprint.session.model_copy(update=opened), sprint.events)
 
-        return await self._turn(event, step, render)
+        return await self._turn(event, act, render)
 
     async def ask(
         self, event: InboundEvent, render: Render, *, preface: Sequence[Event] = ()
@@ -166,7 +214,7 @@ class Conversations:
         when none is open; "already rated" for a closed one — after ``preface`` (a welcome).
         For a chat's /start, /rate, a new follower, a menu's "rate"."""
 
-        async def step(before: Session | None, now: datetime) -> Sprint:
+        async def act(before: Session | None, now: datetime) -> Sprint:
             if before is None:
                 locale = event.locale or self.rt.settings.default_locale
                 sprint = engine.start(
@@ -176,19 +224,19 @@ class Conversations:
                 sprint = engine.ask(self.rt.survey, before)
             return Sprint(sprint.session, [*preface, *sprint.events])
 
-        return await self._turn(event, step, render)
+        return await self._turn(event, act, render)
 
     async def close(self, event: InboundEvent) -> None:
         """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
         quietly, as its expiry would (a rating with an overall level is kept, ``incomplete``), and
         forget it. Nothing is said; a re-delivered event changes nothing."""
 
-        async def step(before: Session | None, now: datetime) -> Sprint:
+        async def act(before: Session | None, now: datetime) -> Sprint:
             if before is not None and before.step is not None:
                 await self._close(event, before, now, reason="expired")
             return Sprint(None, [])
 
-        await self._turn(event, step, lambda events, locale: "")
+        await self._turn(event, act, _say_nothing, leaving=True)
 
     async def hang_up(self, event: InboundEvent) -> list[tuple[VoucherIssued, str]]:
         """The call ended: an open conversation is closed as its expiry would close it (a rating
@@ -199,7 +247,7 @@ class Conversations:
         The end of an earlier call, reported after the citizen called again, changes nothing."""
         earned: list[tuple[VoucherIssued, str]] = []
 
-        async def step(before: Session | None, now: datetime) -> Sprint:
+        async def act(before: Session | None, now: datetime) -> Sprint:
             if before is None or before.step is None:
                 return Sprint(before, [])
             if before.call_sid not in (None, event.call_sid):
@@ -211,8 +259,68 @@ class Conversations:
             )
             return Sprint(closing.session, [])
 
-        await self._turn(event, step, lambda events, locale: "", call_ended=True)
+        await self._turn(event, act, _say_nothing, leaving=True)
         return earned
+
+    def apply(self, sprint: Sprint, channel: str, contact_hash: str, now: datetime) -> Sprint:
+        """Both steps, for a caller that holds the conversation's turn itself (the worker, an
+        invitation): carry out the engine's events that touch the records of ``contact_hash``'s
+        conversation in ``channel`` (:meth:`persist`), and return the sprint as it is then kept
+        and told (:func:`compose`)."""
+        return compose(sprint, self.persist(sprint, channel, contact_hash, now))
+
+    def persist(self, sprint: Sprint, channel: str, contact_hash: str, now: datetime) -> Written:
+        """Write what the engine's events say, in one transaction: opt-outs and opt-ins, the
+        rating each ``RatingClosed`` closed, an open conversation's progress that must be kept
+        now, the voucher a completed rating earned."""
+        closings = [e for e in sprint.events if isinstance(e, RatingClosed)]
+        writes: list[tuple[Session, str | None]] = [(e.session, e.outcome) for e in closings]
+        current = sprint.session
+        if (
+            current is not None
+            and current.step is not None
+            and _saves_progress(sprint.events, current)
+        ):
+            # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
+            writes.append((current, None))
+        opted_out_again = False
+        voucher: VoucherIssued | None = None
+        try:
+            with self.rt.db.begin() as db:
+                for event in sprint.events:
+                    if isinstance(event, OptedOut) and not opt_out(db, contact_hash, channel, now):
+                        opted_out_again = True
+                    elif isinstance(event, OptedIn):
+                        opt_in(db, contact_hash)
+                for target, outcome in writes:
+                    rating_id = save_rating(
+                        db,
+                        target,
+                        outcome=outcome,
+                        conversation_key=conversation_key(channel, contact_hash),
+                        channel=national_channel(channel, target),
+                        provider=PROVIDERS.get(channel, channel),
+                        citizen_hash=contact_hash,
+                        now=now,
+                        look_at=engine.look_again_at(self.rt.survey, target, now),
+                    )
+                    if rating_id is not None and outcome in FINISHED:
+                        # A bad review's ticket, a re-rating's close, the fraud rules: committed
+                        # with the rating, or not at all.
+                        rating_finished(db, self.ticket_rules, rating_id, now)
+                    if outcome == "complete" and target.record_no is not None:
+                        # In the rating's transaction: committed with it, or not at all.
+                        voucher = issue_voucher(
+                            db, self.rt.privacy, self.rt.settings.public_url, target.id, now
+                        )
+        except IntegrityError:  # the case was rated in another conversation (一事一评)
+            assert writes  # only rating writes raise it
+            subject = writes[0][0]  # the closed conversation's, if any
+            log.info("case %s already rated; conversation %s closed", subject.record_no, subject.id)
+            return Written(rated_elsewhere=subject)
+        for closed in closings:
+            metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
+        return Written(voucher=voucher, opted_out_again=opted_out_again)
 
     def _keep_late_recording(self, session: Session, event: InboundEvent) -> Sprint:
         """The recording answers the question the call ended at: kept with the rating, the
@@ -250,104 +358,45 @@ class Conversations:
     ) -> Sprint:
         """Close an open conversation that is being left or replaced, keeping its answers."""
         closing = engine.expire(self.rt.survey, session, now=now, reason=reason)
-        return await run_in_threadpool(
-            self.apply, closing, session, event.channel, event.sender, now
-        )
+        channel, contact = event.channel, event.sender
+        written = await run_in_threadpool(self.persist, closing, channel, contact, now)
+        return compose(closing, written)
 
     async def _turn(
         self,
         event: InboundEvent,
-        step: Callable[[Session | None, datetime], Awaitable[Sprint]],
+        act: Callable[[Session | None, datetime], Awaitable[Sprint]],
         render: Render,
         *,
-        call_ended: bool = False,
+        leaving: bool = False,
     ) -> Reply:
         """One turn of ``event``'s conversation: under its lock, answer a re-delivery with the
-        first reply; else run ``step`` on the session and keep what it returns, together with
-        the rendered reply. An event of a phone call that goes on puts the session on that call;
-        an event from a chat app keeps the chat's (encrypted) address on it, for the worker."""
+        first reply; else ``act`` on the session and keep the session it returns — with the
+        channel's marks of ``event`` on it (:meth:`InboundEvent.mark`) unless the citizen is
+        ``leaving`` the channel — together with the rendered reply."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
                 metrics.DUPLICATE_DELIVERIES.labels(event.channel).inc()
                 return Reply(turn.previous_reply, repeated=True)
-            before = load_session(turn.session)
+            before = load_session(turn.session_json)
             now = self.rt.clock()
-            sprint = await step(before, now)
+            sprint = await act(before, now)
             after = sprint.session
-            if after is not None and event.call_sid is not None and not call_ended:
-                after = after.model_copy(update={"call_sid": event.call_sid})  # goes on in it
-            if after is not None and after.reply_to is None and event.reply_to is not None:
-                after = after.model_copy(update={"reply_to": event.reply_to})  # the same chat
+            if after is not None and not leaving:
+                after = event.mark(after)
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
             reply = render(sprint.events, locale)
-            turn.save(
-                after.model_dump(mode="json") if after else None,
-                ttl=session_ttl(after, now) if after else None,
-                reply=reply,
-            )
+            if after is None:
+                turn.save_json(None, reply=reply)
+            else:
+                turn.save_json(after.model_dump_json(), ttl=session_ttl(after, now), reply=reply)
         return Reply(reply)
 
-    def apply(
-        self, sprint: Sprint, before: Session | None, channel: str, contact_hash: str, now: datetime
-    ) -> Sprint:
-        """Carry out the engine's events that touch the records, in one transaction. Returns the
-        sprint as it should be told to the citizen."""
-        events = list(sprint.events)
-        closed = next((e for e in events if isinstance(e, RatingClosed)), None)
-        current = sprint.session
-        # What RatingClosed closes: the session of this turn, unless the engine replaced it
-        # (a restart opens a new one) or forgot it (STOP) — then the one before the turn.
-        replaced = before is not None and (current is None or current.id != before.id)
-        closing = before if replaced else current
-        writes: list[tuple[Session, str | None]] = []
-        if closed is not None and closing is not None:
-            writes.append((closing, closed.outcome))
-        if current is not None and current.step is not None and _saves_progress(events, current):
-            # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
-            writes.append((current, None))
-        session = closing or current
-        voucher: VoucherIssued | None = None
-        try:
-            with self.rt.db.begin() as db:
-                for event in sprint.events:
-                    if isinstance(event, OptedOut) and not opt_out(db, contact_hash, channel, now):
-                        # Confirmed once: a repeated STOP gets no second confirmation.
-                        events = [e for e in events if not isinstance(e, Say)]
-                    elif isinstance(event, OptedIn):
-                        opt_in(db, contact_hash)
-                for target, outcome in writes:
-                    save_rating(
-                        db,
-                        target,
-                        outcome=outcome,
-                        conversation_key=conversation_key(channel, contact_hash),
-                        channel=national_channel(channel, target),
-                        provider=PROVIDERS.get(channel, channel),
-                        citizen_hash=contact_hash,
-                        now=now,
-                        look_at=engine.look_again_at(self.rt.survey, target, now),
-                    )
-                    if outcome == "complete" and target.record_no is not None:
-                        # In the rating's transaction: committed with it, or not at all.
-                        voucher = issue_voucher(
-                            db, self.rt.privacy, self.rt.settings.public_url, target.id, now
-                        )
-        except IntegrityError:  # the case was rated in another conversation (一事一评)
-            log.info(
-                "case %s already rated; conversation %s closed",
-                session and session.record_no,
-                session and session.id,
-            )
-            assert session is not None  # only rating writes raise it, and they have a session
-            done = session.model_copy(update={"step": None, "outcome": "discarded"})
-            return Sprint(done, [Say(engine.ALREADY_RATED)])
-        if closed is not None:
-            metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
-        if voucher is not None:
-            events.append(voucher)  # told after the thanks
-        return Sprint(sprint.session, events)
+
+def _say_nothing(events: Sequence[Event], locale: str) -> str:
+    return ""
 
 
 def _late_recording(event: InboundEvent, before: Session | None) -> bool:
@@ -406,17 +455,3 @@ def _case(rt: Runtime, record_no: str) -> Case | None:
         rated=rated is not None,
         follow_up_due=follow_up,
     )
-
-
-def latest_unrated_case(rt: Runtime, contact_column: str, contact_hash: str) -> str | None:
-    """The number of the contact's most recently finished case that has no rating (in any
-    channel), found by the record's contact hash column (``wechat_hash``, ``telegram_hash``…)."""
-    column = records.c[contact_column]
-    rated = sa.select(ratings.c.id).where(ratings.c.record_id == records.c.id).exists()
-    with rt.db.connect() as db:
-        return db.execute(
-            sa.select(records.c.record_no)
-            .where(column == contact_hash, ~rated)
-            .order_by(records.c.completed_at.desc(), records.c.id.desc())
-            .limit(1)
-        ).scalar()

@@ -36,6 +36,11 @@ def rating_views(
                 "id": r.id,
                 "record_no": record.record_no if record else None,
                 "unsolicited": r.unsolicited,
+                # out of the statistics, never deleted: an upheld appeal, a fraud flag
+                "excluded": None
+                if r.excluded_at is None
+                else {"at": r.excluded_at, "reason": r.excluded_reason, "by": r.excluded_by},
+                "flagged": r.flagged,
                 "evaluation_count": r.evaluation_count,
                 "channel": r.channel,
                 "provider": r.provider,
@@ -64,3 +69,25 @@ def rating_views(
             }
         )
     return views
+
+
+def record_public(record: ServiceRecord) -> dict[str, Any]:
+    """A case as the API shows it: its contact masked."""
+    return {
+        "record_no": record.record_no,
+        "item_code": record.item_code,
+        "item_name": record.item_name,
+        "department": record.department,
+        "district": record.district,
+        "hall": record.hall,
+        "window": record.window,
+        "clerk": record.clerk,
+        "completed_at": record.completed_at,
+        "locale": record.locale,
+        "citizen": {
+            "phone": record.phone_mask,
+            "wechat": bool(record.wechat_hash),
+            "telegram": bool(record.telegram_hash),
+        },
+        "created_at": record.created_at,
+    }

@@ -1,6 +1,6 @@
 """Parking rewards over HTTP: the gate's voucher API (parking keys, each good only for its own
-halls), revoking (admin) and the vouchers report (admin). Halls are ``bot.halls``; the citizen's
-page is ``bot.voucher_page``.
+halls), revoking (admin) and the vouchers report (admin). Halls are ``bot.rewards.halls``; the
+citizen's page is ``bot.rewards.page``.
 
 Redeeming is exactly once: one conditional UPDATE (``state = 'issued'`` and not past its time)
 moves a voucher to ``redeemed``, so of many concurrent redemptions the database lets one through;
@@ -116,7 +116,7 @@ def _may_use(conn: sa.Connection, key: ApiKey, hall_code: str) -> bool:
 
 def voucher_view(row: Any, code: str, now: datetime) -> dict[str, Any]:
     """A voucher as the API shows it: no personal data (no contact, no plate, no case)."""
-    return jsonable_encoder(
+    view: dict[str, Any] = jsonable_encoder(
         {
             "code": display_code(code),
             "state": current_state(row.state, row.expires_at, now),
@@ -130,6 +130,7 @@ def voucher_view(row: Any, code: str, now: datetime) -> dict[str, Any]:
             "revoke_reason": row.revoke_reason,
         }
     )
+    return view
 
 
 async def _checked_code(request: Request, key: ApiKey, typed: str) -> str:
@@ -480,4 +481,5 @@ def vouchers_report(
                 "redemption_rate": round(redeemed_of_those[h.code] / issued, 4) if issued else None,
             }
         )
-    return jsonable_encoder({"from": since, "to": until, "halls": report})
+    body: dict[str, Any] = jsonable_encoder({"from": since, "to": until, "halls": report})
+    return body

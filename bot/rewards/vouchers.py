@@ -24,9 +24,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from dialogs.events import VoucherIssued
-from storage.models import (
-    UTCDateTime,
-)
+from storage.models import UTCDateTime
 from storage.privacy import Privacy
 from storage.tables import flagged, halls, ratings, records, vouchers
 
@@ -131,6 +129,7 @@ def reward_for(conn: sa.Connection, conversation_id: str) -> Reward | None:
             ratings.c.status == "complete",
             ratings.c.evaluation_count == 1,
             ratings.c.unsolicited.is_(False),
+            ratings.c.flagged.is_(False),  # held back while a fraud flag is pending or confirmed
             halls.c.parking_enabled.is_(True),
             halls.c.free_minutes > 0,
             ~sa.exists().where(flagged.c.citizen_hash == ratings.c.citizen_hash),

@@ -3,12 +3,17 @@ as ``bot/tickets/tickets.yaml``) and validated when ratebot starts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.tickets.calendar import WorkingCalendar
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "tickets.yaml"
 
@@ -87,3 +92,22 @@ def load_rules(path: Path | None = None) -> TicketRules:
             for error in exc.errors()
         )
         raise BadRulesFile(f"{path}: {problems}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The deployment's rules and the working calendar they make, built once per process."""
+
+    rules: TicketRules
+    calendar: WorkingCalendar
+
+
+@lru_cache(maxsize=4)
+def rules_for(path: Path | None, zone: str) -> Rules:
+    """The rules of ``RATEBOT_TICKETS_FILE`` (``None``: the shipped defaults) with their calendar
+    in the deployment's time zone. Raises :class:`BadRulesFile` for a file that cannot be used."""
+    rules = load_rules(path)
+    calendar = WorkingCalendar(
+        ZoneInfo(zone), days_off=rules.days_off, working_days=rules.working_days
+    )
+    return Rules(rules, calendar)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-from contextlib import suppress
-
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from bot.cases.invitations import record_delivery_status
 from bot.conversation.turn import Conversations
 from bot.web.deps import RuntimeDep, get_runtime
+from bot.webhooks.replies import reply_or_busy
 from bot.webhooks.twilio import twilio_form
 from channels import sms
-from locales import gettext, ids
-from storage.base import ConversationBusy
-from storage.privacy import InvalidPhone, normalize_phone
+from channels.base import BadRequest
 
-log = logging.getLogger("ratebot.webhooks")
 router = APIRouter(prefix="/channels")
 
 
@@ -25,28 +20,20 @@ router = APIRouter(prefix="/channels")
 async def sms_webhook(request: Request) -> Response:
     """Twilio Messaging: one inbound SMS → TwiML with the reply."""
     rt = get_runtime(request)  # not a Depends: dependency solving is a visible cost per turn
-    settings = rt.settings
     form = await twilio_form(request, rt)
     try:
-        sender, text, message_sid = sms.parse_inbound(form)
-    except sms.BadSmsRequest as exc:
+        sender, text, message_sid = sms.parse(form)
+    except BadRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    with suppress(InvalidPhone):  # short codes and alphanumeric senders are hashed as they come
-        sender = normalize_phone(sender)
-    event = sms.inbound_event(
-        rt.privacy.contact_hash(sender), text, message_sid, settings.default_locale
+    locale = rt.settings.default_locale
+    event = sms.inbound_event(rt.privacy.contact_hash(sender), text, message_sid, locale)
+    reply = await reply_or_busy(
+        Conversations(rt).handle(event, sms.render_reply),
+        lambda: sms.busy_reply(locale),
+        sms.CHANNEL,
     )
-    try:
-        answer = await Conversations(rt).handle(
-            event, lambda events, locale: sms.twiml(sms.render_text(events, locale))
-        )
-        reply = answer.text  # a retried delivery gets the same TwiML again
-    except ConversationBusy:
-        # The conversation stayed locked past the wait (a stuck turn): ask the citizen to send
-        # it again. Nothing was written or remembered, so the resend is handled as new.
-        log.warning("conversation busy; asked the citizen to resend")
-        reply = sms.twiml(gettext(settings.default_locale, ids.ERROR_BUSY))
-    return Response(reply, media_type="application/xml")
+    # A retried delivery gets the same TwiML again.
+    return Response(reply.text, media_type="application/xml")
 
 
 @router.post("/sms/status", status_code=204)

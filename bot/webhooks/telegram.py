@@ -20,7 +20,6 @@ Every update of one chat runs inside a *chat turn* of the conversation store (ke
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -32,17 +31,18 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message, Update
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
-from pydantic import ValidationError
 
 from bot import metrics
 from bot.conversation.turn import Conversations, Reply, conversation_key, load_session
 from bot.runtime import Runtime
 from bot.web.deps import get_runtime
+from bot.webhooks.replies import Busy, reply_or_busy
 from channels import telegram
+from channels.base import BadRequest
 from dialogs import engine
 from dialogs.events import Event, InboundEvent
 from locales import gettext, ids
-from storage.base import ConversationBusy, ConversationLockLost
+from storage.base import ConversationLockLost
 from storage.privacy import mask
 
 log = logging.getLogger("ratebot.telegram")
@@ -102,42 +102,14 @@ async def telegram_webhook(request: Request) -> Response:
     # time, rather than raising on a non-ASCII one.
     if not hmac.compare_digest(given.encode("latin-1"), secret.encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong X-Telegram-Bot-Api-Secret-Token")
-    update = parse_update(await request.body(), channel.bot)
+    try:
+        update = telegram.parse_update(await request.body(), channel.bot)
+    except telegram.NotAnUpdate as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except BadRequest as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     await channel.dispatcher.feed_update(channel.bot, update, rt=rt)
     return Response(status_code=status.HTTP_200_OK)
-
-
-def parse_update(body: bytes, bot: Bot) -> Update:
-    """The body as an aiogram Update: 400 when it is not JSON, 422 when it is not an Update."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "not a Telegram Update: expected a JSON object"
-        )
-    try:
-        update = Update.model_validate(data, context={"bot": bot})
-    except (ValidationError, RecursionError) as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a Telegram Update: {_reason(exc)}"
-        ) from exc
-    message = update.message
-    if message is not None and "\x00" in (message.text or message.caption or ""):
-        # no database text column can keep it; refuse rather than alter the citizen's words
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "message text contains a NUL character")
-    return update
-
-
-def _reason(exc: Exception) -> str:
-    if not isinstance(exc, ValidationError):
-        return "nested too deeply"
-    errors = exc.errors(include_input=False, include_url=False)  # never echo the citizen's data
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 # --- one chat's turn -------------------------------------------------------------------------
@@ -178,7 +150,10 @@ class Chat:
     def render(self, events: Sequence[Event], locale: str) -> str:
         """The glue's renderer: in the chat's language when it has one (a /language choice
         outranks the language the conversation began in), else the conversation's."""
-        return telegram.render(events, self.chosen_locale or locale)
+        return telegram.render_reply(events, self.chosen_locale or locale)
+
+    def busy_reply(self) -> str:
+        return telegram.busy_reply(self.locale)
 
     async def send(self, rendered: str) -> None:
         """Send a rendered reply, message by message. A failure is logged, not raised: the turn
@@ -204,11 +179,18 @@ async def in_chat(
     language_code: str | None,
     work: Callable[[Chat], Awaitable[None]],
 ) -> None:
-    """Run ``work`` for one update inside the chat's turn (see the module docstring)."""
+    """Run ``work`` for one update inside the chat's turn (see the module docstring). A stuck
+    turn holding the chat or its conversation gets the busy reply."""
     contact = rt.privacy.contact_hash(str(chat_id))
     chat = Chat(rt, bot, chat_id, contact, update_id, language_code)
+    busy = await reply_or_busy(_chat_turn(chat, work), chat.busy_reply, telegram.CHANNEL)
+    if isinstance(busy, Busy):
+        await chat.send(busy.text)
+
+
+async def _chat_turn(chat: Chat, work: Callable[[Chat], Awaitable[None]]) -> None:
     try:
-        async with rt.store.turn(chat_key(contact), f"telegram:{update_id}") as turn:
+        async with chat.rt.store.turn(chat_key(chat.contact), f"telegram:{chat.update_id}") as turn:
             if turn.previous_reply is not None:
                 metrics.DUPLICATE_DELIVERIES.labels(telegram.CHANNEL).inc()
                 return
@@ -218,11 +200,6 @@ async def in_chat(
             turn.save(chat.prefs or None, ttl=CHAT_TTL, reply="")
     except ConversationLockLost:
         log.warning("chat %s: the update took longer than the lock; replies were sent", chat.masked)
-    except ConversationBusy:
-        # A stuck turn held the chat or its conversation: nothing was written or remembered, so
-        # ask the citizen to send it again.
-        log.warning("chat %s busy; asked the citizen to resend", chat.masked)
-        await chat.send(telegram.say(chat.locale, ids.ERROR_BUSY))
 
 
 # --- the aiogram router ----------------------------------------------------------------------
@@ -320,7 +297,7 @@ async def _opening(chat: Chat) -> None:
 
 async def _press(chat: Chat, query: CallbackQuery, *, step_id: str, value: str) -> None:
     """An answer button: only for the question being asked now; then its keyboard goes."""
-    session = load_session(await chat.rt.store.get(chat.conversation))
+    session = load_session(await chat.rt.store.get_json(chat.conversation))
     if session is None or session.step != step_id:
         await _answer_query(chat, query, gettext(chat.locale, ids.TELEGRAM_ALREADY_ANSWERED))
         return
@@ -335,7 +312,7 @@ async def _choose_language(chat: Chat, query: CallbackQuery, locale: str) -> Non
     await _answer_query(chat, query)
     await _remove_keyboard(chat, query)
     await chat.send(telegram.say(locale, ids.TELEGRAM_LANGUAGE_SET))
-    session = load_session(await chat.rt.store.get(chat.conversation))
+    session = load_session(await chat.rt.store.get_json(chat.conversation))
     if session is not None and session.step is not None:  # ask again, in the new language
         await chat.send(chat.render(engine.ask(chat.rt.survey, session).events, locale))
 

@@ -36,19 +36,16 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import BaseMessage
 
-from bot.conversation.turn import (
-    Conversations,
-    Reply,
-    latest_unrated_case,
-)
+from bot.cases.open_cases import finished_case
+from bot.conversation.turn import Conversations, Reply
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.web.deps import get_runtime
+from bot.webhooks.replies import Busy, reply_or_busy
 from channels import wechat
-from channels.base import Sender
+from channels.base import BadRequest, Sender
 from dialogs.events import InboundEvent, Say
-from locales import gettext, ids
-from storage.base import ConversationBusy
+from locales import ids
 from storage.privacy import mask
 
 log = logging.getLogger("ratebot.wechat")
@@ -135,7 +132,7 @@ async def wechat_push(request: Request) -> Response:
     try:
         if encrypt_type == "aes":
             if channel.crypto is None:
-                raise wechat.BadWeChatRequest(
+                raise BadRequest(
                     "safe mode (encrypt_type=aes) is not configured (RATEBOT_WECHAT_AES_KEY)"
                 )
             encrypted = wechat.encrypted_part(body)
@@ -148,14 +145,14 @@ async def wechat_push(request: Request) -> Response:
             if not wechat.signature_is_valid(query.get("signature"), token, timestamp, nonce):
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong signature")
         else:
-            raise wechat.BadWeChatRequest("encrypt_type must be raw or aes")
+            raise BadRequest("encrypt_type must be raw or aes")
         message = wechat.parse(body)
     except InvalidSignatureException as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong msg_signature") from exc
-    except wechat.BadWeChatRequest as exc:
+    except BadRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
-    text = await _answer(rt, channel, message)
+    text = await _passive_text(rt, channel, message)
     reply = wechat.passive_reply(text, message)
     if encrypt_type == "aes" and reply != wechat.SUCCESS:
         assert channel.crypto is not None
@@ -187,12 +184,15 @@ class Push:
             self.contact, text, self.delivery, self.locale, button, reply_to
         )
 
+    def busy_reply(self) -> str:
+        return wechat.busy_reply(self.locale)
+
     @property
     def masked(self) -> str:
         return mask(self.openid)
 
 
-async def _answer(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> str:
+async def _passive_text(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> str:
     """The text to answer ``message`` with in the response ("" for nothing)."""
     openid = str(message.source)
     contact = rt.privacy.contact_hash(openid)
@@ -201,7 +201,7 @@ async def _answer(rt: Runtime, channel: WeChatChannel, message: BaseMessage) -> 
         return ""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + channel.reply_budget
-    task = asyncio.create_task(_turn(push))
+    task = asyncio.create_task(reply_or_busy(_turn(push), push.busy_reply, wechat.CHANNEL))
     done, _ = await asyncio.wait({task}, timeout=channel.reply_budget)
     if done:
         outcome = task.result()
@@ -266,40 +266,31 @@ async def _turn(push: Push) -> Reply | None:
     """Run the push through the conversation glue. ``None``: nothing to say."""
     conversations = Conversations(push.rt)
     action = push.action
-    try:
-        if action.kind == "text":
-            event = push.event(action.text, action.button)
-            return await conversations.handle(event, wechat.render_reply)
-        if action.kind == "case":
-            assert action.record_no is not None and action.source is not None
+    if action.kind == "text":
+        event = push.event(action.text, action.button)
+        return await conversations.handle(event, wechat.render_reply)
+    if action.kind == "case":
+        assert action.record_no is not None and action.source is not None
+        return await conversations.open_case(
+            push.event(), action.record_no, wechat.render_reply, source=action.source
+        )
+    if action.kind == "rate":
+        record_no = await run_in_threadpool(finished_case, push.rt, "wechat_hash", push.contact)
+        if record_no is not None:
             return await conversations.open_case(
-                push.event(), action.record_no, wechat.render_reply, source=action.source
+                push.event(), record_no, wechat.render_reply, source="menu"
             )
-        if action.kind == "rate":
-            record_no = await run_in_threadpool(
-                latest_unrated_case, push.rt, "wechat_hash", push.contact
-            )
-            if record_no is not None:
-                return await conversations.open_case(
-                    push.event(), record_no, wechat.render_reply, source="menu"
-                )
-            return await conversations.ask(push.event(), wechat.render_reply)
-        if action.kind == "welcome":
-            welcome = [Say(ids.WECHAT_WELCOME)]
-            return await conversations.ask(push.event(), wechat.render_reply, preface=welcome)
-        if action.kind == "leave":
-            await conversations.close(push.event())
-            return None
-    except ConversationBusy:
-        # The conversation stayed locked past the wait: nothing was written or remembered, so
-        # the citizen's resend is handled as new.
-        log.warning("wechat %s: conversation busy; asked the citizen to resend", push.masked)
-        return Reply(gettext(push.locale, ids.ERROR_BUSY))
+        return await conversations.ask(push.event(), wechat.render_reply)
+    if action.kind == "welcome":
+        welcome = [Say(ids.WECHAT_WELCOME)]
+        return await conversations.ask(push.event(), wechat.render_reply, preface=welcome)
+    if action.kind == "leave":
+        await conversations.close(push.event())
     return None
 
 
 async def _deliver_later(
-    channel: WeChatChannel, push: Push, task: asyncio.Task[Reply | None]
+    channel: WeChatChannel, push: Push, task: asyncio.Task[Reply | Busy | None]
 ) -> None:
     """Wait for a slow turn, then send its reply as a customer-service message."""
     try:

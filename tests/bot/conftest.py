@@ -90,9 +90,11 @@ class Harness:
         assert root.tag == "Response"
         return "\n".join(m.text or "" for m in root.iter("Message"))
 
-    def api_key(self, role: str = "platform") -> dict[str, str]:
+    def api_key(self, role: str = "platform", *departments: str) -> dict[str, str]:
         with DbSession(self.rt.db) as db:
-            key = create_api_key(db, role=role, name=f"test {role}", now=self.clock())
+            key = create_api_key(
+                db, role=role, name=f"test {role}", now=self.clock(), departments=departments
+            )
         return {"Authorization": f"Bearer {key}"}
 
     async def report(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dialogs import engine
-from dialogs.events import Answered, InboundEvent, Prompt
+from dialogs.events import Answered, InboundEvent, Prompt, RatingClosed
 from dialogs.session import Session
 from dialogs.survey import default_survey
 
@@ -119,3 +119,49 @@ def test_expiry_is_looked_at_again_after_as_long_as_the_citizen_was_away() -> No
     at_comment = _say(_at("convenience", {"level": 5, "dimensions": {}}), "5").session
     assert at_comment is not None and at_comment.step == "comment"
     assert engine.look_again_at(survey, at_comment, NOW) == at_comment.expires_at == NOW + half_hour
+
+
+def _closed(sprint: engine.Sprint) -> RatingClosed:
+    (closed,) = (e for e in sprint.events if isinstance(e, RatingClosed))
+    return closed
+
+
+def test_rating_closed_names_the_session_it_closed() -> None:
+    """Whatever the engine keeps afterwards, the event carries the conversation as it closed:
+    the rating to write, or the one to withdraw."""
+    survey = default_survey()
+    at_comment = _at("comment", {"level": 5, "dimensions": {"attitude": 4}})
+    finished = _say(at_comment, "很好")  # kept, closed
+    assert finished.session is not None and finished.session.step is None
+    assert _closed(finished).session == finished.session
+    assert _closed(finished).session.answers["comment"] == "很好"
+
+    stopped = _say(at_comment, "TD")  # forgotten
+    assert stopped.session is None
+    assert _closed(stopped) == RatingClosed("complete", "opted_out", at_comment)
+
+    restarted = _say(at_comment, "restart")  # replaced by a new one
+    assert restarted.session is not None and restarted.session.id == "new"
+    assert _closed(restarted) == RatingClosed("discarded", "restarted", at_comment)
+
+    unrated = _at("overall", {})
+    expired = engine.expire(survey, unrated, now=NOW + timedelta(days=3))  # forgotten
+    assert expired.session is None
+    assert _closed(expired) == RatingClosed("discarded", "expired", unrated)
+
+    left = engine.expire(survey, at_comment, now=NOW + timedelta(days=3), reason="hung_up")
+    assert left.session is not None and _closed(left).session == left.session
+    assert _closed(left).session.outcome == "complete"
+
+
+def test_an_event_marks_the_session_with_its_call_and_chat() -> None:
+    session = _at("overall", {})
+    assert InboundEvent("sms", "h", text="5").mark(session) is session  # nothing to keep
+    on_call = InboundEvent("voice", "h", call_sid="CA1").mark(session)
+    assert on_call.call_sid == "CA1"
+    assert InboundEvent("voice", "h", call_sid="CA1").mark(on_call) is on_call
+    assert InboundEvent("voice", "h", call_sid="CA2").mark(on_call).call_sid == "CA2"
+    in_chat = InboundEvent("telegram", "h", reply_to="first").mark(session)
+    assert in_chat.reply_to == "first"
+    assert InboundEvent("telegram", "h", reply_to="again").mark(in_chat).reply_to == "first"
+    assert session.call_sid is None and session.reply_to is None  # a copy, not a change

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 import uuid
@@ -13,7 +14,13 @@ import pytest
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from storage.base import ConversationBusy, ConversationLockLost, ConversationStore, Turn
+from storage.base import (
+    ConversationBusy,
+    ConversationLockLost,
+    ConversationStore,
+    StagedWrite,
+    Turn,
+)
 from storage.memory import MemoryConversationStore
 from storage.redis import RedisConversationStore
 
@@ -123,6 +130,33 @@ async def test_saved_session_is_loaded_by_the_next_turn(
         assert turn.session == {**session, "step": "q2"}
     assert await conversation_store.get("sms:a") == {**session, "step": "q2"}
     assert await conversation_store.get("sms:b") is None  # conversations don't mix
+
+
+async def test_session_json_is_handed_over_as_stored(
+    conversation_store: ConversationStore,
+) -> None:
+    """A caller with a model of its own reads and writes the JSON text in one pass: kept
+    verbatim, and the dict view of it reads the same."""
+    text = '{"step":"q2","answers":{"q1":4},"comment":"办事很快 👍"}'
+    async with conversation_store.turn("sms:a") as turn:
+        assert turn.session_json is None
+        turn.save_json(text, ttl=60)
+    async with conversation_store.turn("sms:a") as turn:
+        assert turn.session_json == text
+        assert turn.session == {"step": "q2", "answers": {"q1": 4}, "comment": "办事很快 👍"}
+    assert await conversation_store.get_json("sms:a") == text
+    assert await conversation_store.get_json("sms:b") is None
+
+    await save(conversation_store, "sms:c", {"step": "q1", "comment": "很好"})  # a dict
+    stored = await conversation_store.get_json("sms:c")
+    assert stored is not None and json.loads(stored) == {"step": "q1", "comment": "很好"}
+
+    async with conversation_store.turn("sms:a", delivery_id="sms:SM1") as turn:
+        turn.save_json(None, reply="Thank you, goodbye")
+    assert await conversation_store.get_json("sms:a") is None
+    async with conversation_store.turn("sms:a", delivery_id="sms:SM1") as turn:
+        assert turn.session_json is None
+        assert turn.previous_reply == "Thank you, goodbye"
 
 
 async def test_turn_without_save_changes_nothing(conversation_store: ConversationStore) -> None:
@@ -454,6 +488,8 @@ async def test_close_is_idempotent_and_refuses_further_use(make_store: StoreFact
     with pytest.raises(RuntimeError, match="closed"):
         await store.get("sms:a")
     with pytest.raises(RuntimeError, match="closed"):
+        await store.get_json("sms:a")
+    with pytest.raises(RuntimeError, match="closed"):
         await store.ping()
     with pytest.raises(RuntimeError, match="closed"):
         await store.record_event("guess:a", 60)
@@ -476,7 +512,7 @@ async def test_redis_ping_raises_when_the_server_is_unreachable() -> None:
 
 
 def test_save_checks_its_arguments() -> None:
-    turn = Turn(session=None)
+    turn = Turn(session_json=None)
     with pytest.raises(ValueError, match="ttl"):
         turn.save({"step": "q1"})  # every conversation must end on its own
     with pytest.raises(ValueError, match="ttl"):
@@ -492,6 +528,20 @@ def test_save_checks_its_arguments() -> None:
     assert turn.staged is not None
     assert turn.staged.session_json == '{"step": "q1"}'
     assert turn.staged.reply == "Q1?"
+
+
+def test_save_json_checks_its_arguments() -> None:
+    turn = Turn(session_json=None)
+    with pytest.raises(ValueError, match="ttl"):
+        turn.save_json('{"step": "q1"}')  # every conversation must end on its own
+    with pytest.raises(TypeError, match="JSON"):
+        turn.save_json("", ttl=60)  # no JSON text is empty
+    assert turn.staged is None
+
+    turn.save_json(None, reply="bye")  # deleting needs no ttl
+    assert turn.staged == StagedWrite(session_json=None, ttl=None, reply="bye")
+    turn.save_json('{"step":"q1"}', ttl=60)
+    assert turn.staged == StagedWrite(session_json='{"step":"q1"}', ttl=60, reply=None)
 
 
 @pytest.mark.parametrize("backend", ["memory"])

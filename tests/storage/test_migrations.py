@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 from storage.db import alembic_config, normalize_url, upgrade
+from storage.models import UTCDateTime
 
 TABLES = {t.name for t in SQLModel.metadata.sorted_tables}
 
@@ -64,6 +66,46 @@ def check_round_trip(url: str) -> None:
     assert schema_differences(url) == []
 
 
+LOOK_AT = datetime(2026, 11, 28, 2, 30, tzinfo=UTC)
+BEFORE_RENAME = "0003"  # the last revision with ratings.expires_at (0004: next_look_at)
+
+
+def check_next_look_survives(url: str) -> None:
+    """An unfinished rating's next look, written before the column was renamed, is still there
+    after the rename, and again after it is rolled back."""
+    upgrade(url, BEFORE_RENAME)
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO ratings (conversation_id, conversation_key, evaluation_count,"
+                    " channel, provider, locale, level, status, unsolicited, expires_at)"
+                    " VALUES ('c-1', 'sms:h', 1, 'sms', 'twilio', 'en', 4, 'in_progress',"
+                    " :unsolicited, :look_at)"
+                ).bindparams(
+                    sa.bindparam("look_at", type_=UTCDateTime),
+                    sa.bindparam("unsolicited", type_=sa.Boolean),
+                ),
+                {"look_at": LOOK_AT, "unsolicited": False},
+            )
+
+        def stored(column: str) -> Any:
+            with engine.connect() as connection:
+                return connection.execute(
+                    sa.text(f"SELECT {column} FROM ratings WHERE conversation_id = 'c-1'").columns(
+                        sa.column(column, UTCDateTime)
+                    )
+                ).scalar_one()
+
+        upgrade(url)
+        assert stored("next_look_at") == LOOK_AT
+        command.downgrade(alembic_config(url), BEFORE_RENAME)
+        assert stored("expires_at") == LOOK_AT
+    finally:
+        engine.dispose()
+
+
 # --- SQLite ----------------------------------------------------------------------------------
 
 
@@ -76,12 +118,16 @@ def test_sqlite_schema_matches_models_and_round_trips(sqlite_url: str) -> None:
     check_round_trip(sqlite_url)
 
 
+def test_sqlite_rename_of_the_next_look_keeps_the_data(sqlite_url: str) -> None:
+    check_next_look_survives(sqlite_url)
+
+
 def test_comparison_would_notice_a_drifted_schema(sqlite_url: str) -> None:
     """Guards the other tests: an empty diff means something only if a real drift shows up."""
     upgrade(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
-        connection.execute(sa.text("DROP INDEX ix_ratings_status_expires"))
+        connection.execute(sa.text("DROP INDEX ix_ratings_status_next_look"))
         connection.execute(sa.text("ALTER TABLE ratings ADD COLUMN stray INTEGER"))
     engine.dispose()
     kinds = {diff[0] for diff in schema_differences(sqlite_url) if isinstance(diff, tuple)}
@@ -121,3 +167,8 @@ def own_postgres_url(postgres_url: str) -> Iterator[str]:
 @pytest.mark.postgres
 def test_postgres_schema_matches_models_and_round_trips(own_postgres_url: str) -> None:
     check_round_trip(own_postgres_url)
+
+
+@pytest.mark.postgres
+def test_postgres_rename_of_the_next_look_keeps_the_data(own_postgres_url: str) -> None:
+    check_next_look_survives(own_postgres_url)

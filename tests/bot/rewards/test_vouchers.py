@@ -209,7 +209,7 @@ async def test_two_workers_applying_the_finishing_turn_at_once_issue_one(
     await harness.report(RECORD)
     await harness.reply_text("5 4 5 5")
     contact = harness.rt.privacy.contact_hash(PHONE)
-    before = load_session(await harness.rt.store.get(conversation_key("sms", contact)))
+    before = load_session(await harness.rt.store.get_json(conversation_key("sms", contact)))
     assert before is not None
     now = harness.clock()
     sprint = engine.resume(
@@ -224,7 +224,7 @@ async def test_two_workers_applying_the_finishing_turn_at_once_issue_one(
 
     def finish() -> list[Any]:
         start.wait()
-        return conversations.apply(sprint, before, "sms", contact, now).events
+        return conversations.apply(sprint, "sms", contact, now).events
 
     told = await asyncio.gather(*(asyncio.to_thread(finish) for _ in range(2)))
     issued = [e for events in told for e in events if isinstance(e, VoucherIssued)]

@@ -829,7 +829,7 @@ async def test_a_busy_conversation_at_call_start_comes_back_to_the_same_url(
 async def test_callbacks_skip_citizens_who_opted_out_and_schedule_once(
     dialer: Harness, fake_twilio: FakeTwilio
 ) -> None:
-    from bot.tickets.callbacks import schedule_callbacks
+    from bot.cases.callbacks import schedule_callbacks
 
     await dialer.report()
     for answer in "1", "2", "2", "1", "3", "0", "1":

@@ -46,7 +46,7 @@ def schedule_callbacks(rt: Runtime, now: datetime, limit: int) -> int:
             .limit(limit)
         ).all()
         for rating_id, record_id in due_:
-            claimed = db.exec(  # type: ignore[call-overload]
+            claimed = db.exec(
                 update(complaints)
                 .where(complaints.c.rating_id == rating_id, complaints.c.callback_at.is_(None))
                 .values(callback_at=now)

@@ -1,0 +1,169 @@
+"""A bad review becomes a ticket, in the rating's own transaction; its re-rating closes it.
+
+Both run inside the conversation's write (``bot.conversation``), so a ticket exists exactly when
+its finished bad review does: a duplicate or concurrent finishing turn finds the ticket there
+(the unique key on ``rating_id``) and opens none.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from bot import metrics
+from bot.tickets import flags
+from bot.tickets.rules import Rules
+from bot.tickets.states import State
+from bot.web import audit
+from storage.models import UTCDateTime
+from storage.tables import complaints, ratings, records, staff_contacts, tickets
+
+BAD_REVIEW = 2  # levels 1 and 2 are 差评
+
+OPEN_TICKET = sa.text(
+    """
+    INSERT INTO tickets (rating_id, record_id, department, tier, state, opened_at, due_at,
+                         paused_seconds, updated_at)
+    VALUES (:rating_id, :record_id, :department, :tier, 'open', :now, :due_at, 0, :now)
+    ON CONFLICT (rating_id) DO NOTHING
+    RETURNING id
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime), sa.bindparam("due_at", type_=UTCDateTime))
+
+
+def rating_finished(conn: sa.Connection, rules: Rules, rating_id: int, now: datetime) -> None:
+    """What a rating that just finished (complete or incomplete) sets off, in its own
+    transaction: the fraud rules that look at one rating, then — a first bad review — its
+    ticket, or — a second rating — the close of the ticket the first one opened. One query reads
+    all it needs."""
+    fraud = rules.rules.fraud
+    days = fraud.contact_ratings.days if fraud.contact_ratings else 0
+    other = ratings.alias("other")
+    row = conn.execute(
+        sa.select(
+            ratings.c.level,
+            ratings.c.evaluation_count,
+            ratings.c.record_id,
+            records.c.department,
+            complaints.c.problems,
+            sa.exists()
+            .where(staff_contacts.c.contact_hash == ratings.c.citizen_hash)
+            .label("from_staff"),
+            sa.select(sa.func.count())
+            .where(
+                other.c.citizen_hash == ratings.c.citizen_hash,
+                other.c.status != "in_progress",
+                other.c.created_at > sa.bindparam("since", type_=UTCDateTime),
+            )
+            .scalar_subquery()
+            .label("recent_ratings"),
+        )
+        .select_from(ratings)
+        .join(records, records.c.id == ratings.c.record_id, isouter=True)
+        .join(complaints, complaints.c.rating_id == ratings.c.id, isouter=True)
+        .where(ratings.c.id == rating_id),
+        {"since": now - timedelta(days=days)},
+    ).first()
+    if row is None:
+        return
+    flags.check_rating(
+        conn,
+        fraud,
+        rating_id,
+        from_staff=bool(row.from_staff),
+        recent_ratings=int(row.recent_ratings or 0) if days else 0,
+        now=now,
+    )
+    if row.evaluation_count == 1 and row.level <= BAD_REVIEW:
+        open_ticket(conn, rules, rating_id, row.record_id, row.department, row.problems, now)
+    elif row.evaluation_count == 2:
+        close_with_rerating(conn, rating_id, row.record_id, row.level, now)
+
+
+def open_ticket(
+    conn: sa.Connection,
+    rules: Rules,
+    rating_id: int,
+    record_id: int | None,
+    department: str | None,
+    problems: list[str] | None,
+    now: datetime,
+) -> int | None:
+    """The ticket a first bad review opens: for its case's department (no case: no department,
+    the supervisors' triage queue), its tier from the complaint's problems, due at the end of
+    the tier's last working day. ``None`` when the rating has its ticket already."""
+    tier = rules.rules.tier_for(problems)
+    due_at = rules.calendar.due_at(now, rules.rules.tiers[tier])
+    ticket_id: int | None = conn.execute(
+        OPEN_TICKET,
+        {
+            "rating_id": rating_id,
+            "record_id": record_id,
+            "department": department,
+            "tier": tier,
+            "now": now,
+            "due_at": due_at,
+        },
+    ).scalar()
+    if ticket_id is None:
+        return None  # opened already, by this rating's earlier delivery or a racing turn
+    audit.write(
+        conn,
+        audit.SYSTEM,
+        "opened",
+        "ticket",
+        ticket_id,
+        now,
+        after={"state": State.OPEN, "department": department, "tier": tier, "due_at": due_at},
+    )
+    metrics.TICKETS_OPENED.labels(tier).inc()
+    return ticket_id
+
+
+def close_with_rerating(
+    conn: sa.Connection, rating_id: int, record_id: int | None, level: int, now: datetime
+) -> int | None:
+    """A case's second rating (再次评价) closes the ticket its first one opened, once the
+    department has responded: the ticket records its level (a second bad review opens no new
+    ticket). The ticket's id, or ``None`` when there is no responded ticket waiting for it."""
+    if record_id is None:
+        return None
+    ticket = conn.execute(
+        sa.select(tickets.c.id)
+        .join(ratings, ratings.c.id == tickets.c.rating_id)
+        .where(
+            ratings.c.record_id == record_id,
+            tickets.c.state == State.RESPONDED,
+            tickets.c.rerating_id.is_(None),
+        )
+    ).first()
+    if ticket is None:
+        return None
+    closed = conn.execute(
+        sa.update(tickets)
+        .where(tickets.c.id == ticket.id, tickets.c.state == State.RESPONDED)
+        .values(
+            state=State.CLOSED,
+            closed_at=now,
+            closed_reason="rerated",
+            rerating_id=rating_id,
+            rerating_level=level,
+            updated_at=now,
+        )
+    )
+    if closed.rowcount != 1:
+        return None
+    audit.write(
+        conn,
+        audit.SYSTEM,
+        "rerated",
+        "ticket",
+        ticket.id,
+        now,
+        before={"state": State.RESPONDED},
+        after={"state": State.CLOSED, "rerating_level": level},
+    )
+    metrics.TICKETS_CLOSED.labels("rerated").inc()
+    metrics.RERATINGS.labels(str(level)).inc()
+    return int(ticket.id)

@@ -1,0 +1,412 @@
+"""The closed loop over HTTP: tickets, appeals, fraud flags, staff contacts and the audit log.
+
+Every act answers the ticket as it now is. Refusals: another department's ticket 403, unknown id
+404, an act the ticket's state does not allow 409 naming the state, a bad field 422.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from sqlmodel import Session as DbSession
+from starlette.concurrency import run_in_threadpool
+
+from bot.runtime import Runtime
+from bot.tickets import acts, appeals, flags, guard
+from bot.tickets.rules import Rules, rules_for
+from bot.tickets.states import AWAITING_ANSWER, WrongState
+from bot.tickets.views import appeal_view, ticket_summary, ticket_view
+from bot.web import audit
+from bot.web.audit import Actor
+from bot.web.auth import require_actor
+from bot.web.deps import RuntimeDep
+from storage.privacy import InvalidPhone, normalize_phone
+from storage.tables import appeals as appeals_table
+from storage.tables import flags as flags_table
+from storage.tables import staff_contacts, tickets
+
+router = APIRouter(prefix="/api/v1")
+
+MAX_TEXT = 4000
+Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+Department = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+Staff = Annotated[Actor, require_actor("department", "supervisor", "reviewer")]
+Supervisor = Annotated[Actor, require_actor("supervisor")]
+Reviewer = Annotated[Actor, require_actor("reviewer")]
+Auditor = Annotated[Actor, require_actor("supervisor", "reviewer")]
+Admin = Annotated[Actor, require_actor()]
+
+T = TypeVar("T")
+
+
+REFUSALS = (
+    guard.Refused,
+    appeals.NotADecider,
+    LookupError,
+    WrongState,
+    acts.AppealedBefore,
+    appeals.NotPending,
+    ValueError,
+)
+
+
+def _refusal(exc: Exception) -> HTTPException:
+    """An act's refusal as the HTTP answer that says it."""
+    if isinstance(exc, guard.Refused | appeals.NotADecider):
+        return HTTPException(403, str(exc))
+    if isinstance(exc, LookupError):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, WrongState | acts.AppealedBefore | appeals.NotPending):
+        return HTTPException(409, str(exc))
+    return HTTPException(422, str(exc))
+
+
+async def _in_transaction(rt: Runtime, act: Callable[[sa.Connection, datetime], T]) -> T:
+    """Run ``act`` in one transaction off the event loop; its refusals as HTTP answers."""
+
+    def run() -> T:
+        with rt.db.begin() as conn:
+            return act(conn, rt.clock())
+
+    try:
+        return await run_in_threadpool(run)
+    except REFUSALS as exc:
+        raise _refusal(exc) from exc
+
+
+def _shown(rt: Runtime, actor: Actor, ticket_id: int) -> dict[str, Any]:
+    with DbSession(rt.db) as db:
+        row = acts.load(db.connection(), ticket_id)
+        guard.check(actor, guard.READ, row.department)
+        return ticket_view(db, row, rt.clock())
+
+
+async def _show(rt: Runtime, actor: Actor, ticket_id: int) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(_shown, rt, actor, ticket_id)
+    except REFUSALS as exc:
+        raise _refusal(exc) from exc
+
+
+# --- tickets --------------------------------------------------------------------------------
+
+
+@router.get("/tickets")
+def list_tickets(
+    rt: RuntimeDep,
+    actor: Staff,
+    state: Literal["open", "acknowledged", "responded", "appealed", "closed"] | None = None,
+    department: Annotated[str | None, Query(max_length=100)] = None,
+    tier: Annotated[str | None, Query(max_length=32)] = None,
+    overdue: bool | None = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Tickets by deadline, filtered; a department sees its own departments' only. ``from`` and
+    ``to`` bound when the ticket opened."""
+    now = rt.clock()
+    query = sa.select(tickets)
+    seen = guard.departments_seen(actor)
+    if seen is not None:
+        query = query.where(tickets.c.department.in_(sorted(seen)))
+    for column, value in ((tickets.c.state, state), (tickets.c.tier, tier)):
+        if value is not None:
+            query = query.where(column == value)
+    if department is not None:
+        query = query.where(tickets.c.department == department)
+    if since is not None:
+        query = query.where(tickets.c.opened_at >= since)
+    if until is not None:
+        query = query.where(tickets.c.opened_at < until)
+    waiting = sa.and_(tickets.c.state.in_(sorted(AWAITING_ANSWER)), tickets.c.due_at < now)
+    if overdue is not None:
+        query = query.where(waiting if overdue else ~waiting)
+    with rt.db.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+        rows = conn.execute(
+            query.order_by(tickets.c.due_at, tickets.c.id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        ).all()
+    return {
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "items": [ticket_summary(row, now) for row in rows],
+    }
+
+
+@router.get("/tickets/{ticket_id}")
+async def get_ticket(ticket_id: int, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+    """The ticket, its rating, its case and its timeline."""
+    return await _show(rt, actor, ticket_id)
+
+
+class AcknowledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Words
+
+
+@router.post("/tickets/{ticket_id}/acknowledge")
+async def acknowledge(
+    ticket_id: int, body: AcknowledgeIn, rt: RuntimeDep, actor: Staff
+) -> dict[str, Any]:
+    """The department verified the review with the citizen (核实)."""
+    await _in_transaction(
+        rt, lambda conn, now: acts.acknowledge(conn, actor, ticket_id, body.note, now)
+    )
+    return await _show(rt, actor, ticket_id)
+
+
+class RespondIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["rectified", "explained"]
+    text: Words
+
+
+@router.post("/tickets/{ticket_id}/respond")
+async def respond(ticket_id: int, body: RespondIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+    """Rectified (立行立改 / 限期整改, with the measures) or explained (解释说明): the citizen is
+    told and asked to rate the case again."""
+    rules = _rules(rt)
+    await _in_transaction(
+        rt,
+        lambda conn, now: acts.respond(conn, actor, rules, ticket_id, body.outcome, body.text, now),
+    )
+    return await _show(rt, actor, ticket_id)
+
+
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ground: Literal["malicious", "untrue", "not_ours"]
+    statement: Words
+
+
+@router.post("/tickets/{ticket_id}/appeal")
+async def appeal(ticket_id: int, body: AppealIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+    """The department appeals the review (申诉复核); the deadline pauses."""
+    await _in_transaction(
+        rt,
+        lambda conn, now: acts.appeal(conn, actor, ticket_id, body.ground, body.statement, now),
+    )
+    return await _show(rt, actor, ticket_id)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    department: Department | None
+
+
+@router.post("/tickets/{ticket_id}/assign")
+async def assign(
+    ticket_id: int, body: AssignIn, rt: RuntimeDep, actor: Supervisor
+) -> dict[str, Any]:
+    """Give the ticket to a department (``null``: back to triage)."""
+    await _in_transaction(
+        rt, lambda conn, now: acts.assign(conn, actor, ticket_id, body.department, now)
+    )
+    return await _show(rt, actor, ticket_id)
+
+
+class TierIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+@router.post("/tickets/{ticket_id}/tier")
+async def change_tier(
+    ticket_id: int, body: TierIn, rt: RuntimeDep, actor: Supervisor
+) -> dict[str, Any]:
+    """Change the tier; the deadline is computed again from the opening."""
+    rules = _rules(rt)
+    await _in_transaction(
+        rt, lambda conn, now: acts.change_tier(conn, actor, rules, ticket_id, body.tier, now)
+    )
+    return await _show(rt, actor, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/contact")
+async def reveal_contact(
+    ticket_id: int, rt: RuntimeDep, actor: Staff, response: Response
+) -> dict[str, str]:
+    """The citizen's phone number for the callback (回访), in clear, once: audited, not cached."""
+    response.headers["Cache-Control"] = "no-store"
+    phone = await _in_transaction(
+        rt, lambda conn, now: acts.reveal_contact(conn, actor, rt.privacy, ticket_id, now)
+    )
+    return {"phone": phone}
+
+
+def _rules(rt: Runtime) -> Rules:
+    return rules_for(rt.settings.tickets_file, rt.settings.timezone)
+
+
+# --- appeals and flags ------------------------------------------------------------------------
+
+
+@router.get("/appeals")
+def list_appeals(
+    rt: RuntimeDep,
+    actor: Reviewer,
+    state: Literal["pending", "upheld", "rejected"] | None = "pending",
+) -> dict[str, Any]:
+    """Appeals, oldest first (by default the pending ones, for the reviewers' queue)."""
+    query = sa.select(appeals_table).order_by(appeals_table.c.id)
+    if state is not None:
+        query = query.where(appeals_table.c.state == state)
+    with rt.db.connect() as conn:
+        return {"items": [appeal_view(row) for row in conn.execute(query.limit(500))]}
+
+
+class DecideAppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upheld: bool
+    note: Words
+    department: Department | None = None  # not_ours upheld: the department it goes to
+
+
+@router.post("/appeals/{appeal_id}/decide")
+async def decide_appeal(
+    appeal_id: int, body: DecideAppealIn, rt: RuntimeDep, actor: Reviewer
+) -> dict[str, Any]:
+    rules = _rules(rt)
+    await _in_transaction(
+        rt,
+        lambda conn, now: appeals.decide(
+            conn,
+            actor,
+            rules,
+            appeal_id,
+            upheld=body.upheld,
+            note=body.note,
+            now=now,
+            reassign_to=body.department,
+        ),
+    )
+    with rt.db.connect() as conn:
+        row = conn.execute(sa.select(appeals_table).where(appeals_table.c.id == appeal_id)).one()
+    return appeal_view(row)
+
+
+@router.get("/flags")
+def list_flags(
+    rt: RuntimeDep,
+    actor: Reviewer,
+    state: Literal["pending", "confirmed", "cleared"] | None = "pending",
+) -> dict[str, Any]:
+    """Fraud flags with the rule that fired, oldest first."""
+    query = sa.select(flags_table).order_by(flags_table.c.id)
+    if state is not None:
+        query = query.where(flags_table.c.state == state)
+    with rt.db.connect() as conn:
+        rows = conn.execute(query.limit(500)).mappings().all()
+    return {"items": [dict(row) for row in rows]}
+
+
+class DecideFlagIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confirmed: bool
+    note: Words
+
+
+@router.post("/flags/{flag_id}/decide")
+async def decide_flag(
+    flag_id: int, body: DecideFlagIn, rt: RuntimeDep, actor: Reviewer
+) -> dict[str, Any]:
+    """Confirmed: the rating stays out. Cleared: it counts again, and earns its voucher."""
+    await _in_transaction(
+        rt,
+        lambda conn, now: flags.decide(
+            conn, actor, flag_id, confirmed=body.confirmed, note=body.note, now=now
+        ),
+    )
+    with rt.db.connect() as conn:
+        row = conn.execute(sa.select(flags_table).where(flags_table.c.id == flag_id)).mappings()
+        return dict(row.one())
+
+
+class StaffContactsIn(BaseModel):
+    """The whole list of staff contacts (it replaces the one before). Kept only as keyed
+    hashes: the numbers themselves are not stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    phones: list[Annotated[str, StringConstraints(max_length=32)]] = Field(
+        default=[], max_length=10_000
+    )
+    wechat_openids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        default=[], max_length=10_000
+    )
+    telegram_chat_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(
+        default=[], max_length=10_000
+    )
+
+
+@router.put("/staff-contacts")
+async def put_staff_contacts(body: StaffContactsIn, rt: RuntimeDep, actor: Admin) -> dict[str, int]:
+    try:
+        phones = [normalize_phone(phone) for phone in body.phones]
+    except InvalidPhone as exc:
+        raise HTTPException(422, str(exc)) from exc
+    hashes = sorted(
+        {
+            rt.privacy.contact_hash(contact)
+            for contact in (*phones, *body.wechat_openids, *body.telegram_chat_ids)
+        }
+    )
+
+    def replace(conn: sa.Connection, now: datetime) -> int:
+        before = conn.execute(sa.select(sa.func.count()).select_from(staff_contacts)).scalar()
+        conn.execute(sa.delete(staff_contacts))
+        if hashes:
+            conn.execute(
+                sa.insert(staff_contacts), [{"contact_hash": h, "created_at": now} for h in hashes]
+            )
+        audit.write(
+            conn,
+            actor,
+            "replaced",
+            "staff_contacts",
+            0,
+            now,
+            before={"count": before},
+            after={"count": len(hashes)},
+        )
+        return len(hashes)
+
+    return {"contacts": await _in_transaction(rt, replace)}
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+@router.get("/audit")
+def audit_log(
+    rt: RuntimeDep,
+    actor: Auditor,
+    entity: Annotated[str | None, Query(max_length=32)] = None,
+    entity_id: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Audit entries, oldest first."""
+    with rt.db.connect() as conn:
+        items = audit.entries(
+            conn,
+            entity=entity,
+            entity_id=entity_id,
+            since=since,
+            until=until,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+        )
+    return {"page": page, "page_size": page_size, "items": items}
