@@ -89,7 +89,12 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     try:
         with DbSession(engine) as db:
             key = create_api_key(
-                db, role=args.role, name=args.name, now=utcnow(), halls=args.hall or ()
+                db,
+                role=args.role,
+                name=args.name,
+                now=utcnow(),
+                halls=args.hall or (),
+                departments=args.department or (),
             )
     except ValueError as exc:
         raise SystemExit(f"ratebot apikey create: {exc}") from exc
@@ -347,13 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     create = apikey.add_parser("create", help="create a key; it is printed on the last line")
-    create.add_argument("--role", choices=["platform", "admin", "parking"], required=True)
+    create.add_argument(
+        "--role",
+        choices=["platform", "admin", "parking", "department", "supervisor", "reviewer"],
+        required=True,
+    )
     create.add_argument("--name", default="unnamed")
     create.add_argument(
         "--hall",
         action="append",
         metavar="HALL_CODE",
         help="with --role parking: a hall whose vouchers the key may check and redeem (repeat)",
+    )
+    create.add_argument(
+        "--department",
+        action="append",
+        metavar="NAME",
+        help="with --role department: a department whose tickets the key acts on (repeat)",
     )
     create.set_defaults(func=cmd_apikey_create)
 

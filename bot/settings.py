@@ -88,9 +88,6 @@ class Settings(BaseSettings):
     calling_hours: str = "09:00-20:00"  # outbound calls only inside (local time)
     call_attempts: int = Field(default=3, ge=1, le=10)  # per invitation, counting the first
     call_retry_minutes: float = Field(default=60, gt=0)
-    # A bad review whose citizen asked for a callback (回访) is called this long after it was
-    # made, for the case's second rating; 0: only when `ratebot call` says so.
-    callback_after_hours: float = Field(default=72, ge=0)
     default_locale: str = "zh_Hans_CN"
     timezone: TimeZoneName = "Asia/Shanghai"
     quiet_hours: str = "21:00-08:00"

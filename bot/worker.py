@@ -17,8 +17,7 @@ from sqlmodel import Session as DbSession
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from bot.cases import calls
-from bot.cases.callbacks import schedule_callbacks
+from bot.cases import calls, feedback
 from bot.cases.invitations import dispatch_invitation, send_reminder, send_voucher
 from bot.conversation.turn import Conversations, load_session, split_key
 from bot.rewards.vouchers import expire_due
@@ -42,7 +41,7 @@ async def run_due(rt: Runtime) -> int:
         await send_reminder(rt, invitation_id)
     for rating_id, key, conversation_id in expiring:
         await expire_conversation(rt, rating_id, key, conversation_id)
-    await run_in_threadpool(schedule_callbacks, rt, now, BATCH)
+    told = await feedback.send_due(rt)
     dialing = await run_in_threadpool(calls.due, rt, now, BATCH)
     for attempt_id in dialing:
         await run_in_threadpool(calls.place, rt, attempt_id)
@@ -55,6 +54,7 @@ async def run_due(rt: Runtime) -> int:
         + len(dialing)
         + expired_vouchers
         + ticket_changes
+        + told
     )
 
 

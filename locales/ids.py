@@ -35,7 +35,7 @@ VOICE_VOUCHER = N_("voice.voucher")  # {hall} {minutes} {code} {expires}
 VOICE_VOUCHER_SPOKEN = N_(
     "voice.voucher.spoken"
 )  # the same, not texted: {hall} {minutes} {code} {expires}
-# --- parking vouchers (issue #5) ---
+# --- parking vouchers ---
 VOUCHER_ISSUED = N_("voucher.issued")  # {hall} {minutes} {code} {expires} {url}
 VOUCHER_PAGE_TITLE = N_("voucher.page.title")
 VOUCHER_PAGE_CODE = N_("voucher.page.code")
@@ -47,3 +47,8 @@ VOUCHER_STATE_ISSUED = N_("voucher.state.issued")
 VOUCHER_STATE_REDEEMED = N_("voucher.state.redeemed")  # {time}
 VOUCHER_STATE_EXPIRED = N_("voucher.state.expired")
 VOUCHER_STATE_REVOKED = N_("voucher.state.revoked")
+# --- the closed loop: the department's answer to a bad review, and the re-rating ---
+FEEDBACK_RECTIFIED = N_("feedback.rectified")  # {department} {item} {text}
+FEEDBACK_EXPLAINED = N_("feedback.explained")  # {department} {item} {text}
+FEEDBACK_RERATE = N_("feedback.rerate")
+WARNING_MALICIOUS = N_("warning.malicious")  # {item}

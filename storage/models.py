@@ -410,6 +410,7 @@ class Flag(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=100)
     decided_at: datetime | None = _time()
     note: str | None = Field(default=None, sa_type=sa.Text)
+    released_at: datetime | None = _time()  # cleared: the withheld voucher was issued and sent
 
 
 class StaffContact(SQLModel, table=True):

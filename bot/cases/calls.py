@@ -1,8 +1,8 @@
 """Outbound calls: an invitation by phone is handed to the dialer, which places a call inside
 calling hours through Twilio's REST API; the call runs the same survey (its answer URL is
 ``/channels/voice?record_no=…&attempt=…``). A bad review whose citizen asked for a callback
-(回访) gets one ``RATEBOT_CALLBACK_AFTER_HOURS`` later (or when ``ratebot call`` says so): the
-same survey again, recorded as the case's second rating.
+(回访) gets one once its department has responded (``bot.cases.feedback``; or when ``ratebot
+call`` says so): the same survey again, recorded as the case's second rating.
 
 A busy line, no answer or an answering machine schedules the next attempt,
 ``RATEBOT_CALL_RETRY_MINUTES`` later, up to ``RATEBOT_CALL_ATTEMPTS`` in all; every attempt is a

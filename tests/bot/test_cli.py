@@ -112,6 +112,26 @@ async def test_apikey_create_prints_key_last_stores_only_its_hash_and_key_works(
             assert wrong.status_code == 401
 
 
+def test_a_department_key_names_its_departments(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["apikey", "create", "--role", "department", "--department", "市自然资源局",
+          "--department", "市税务局", "--name", "desk"])  # fmt: skip
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("rbk_")
+    engine = sa.create_engine(cli_env)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT department FROM api_key_departments")).all()
+    engine.dispose()
+    assert sorted(row[0] for row in rows) == ["市税务局", "市自然资源局"]
+    for argv in (
+        ["apikey", "create", "--role", "department"],
+        ["apikey", "create", "--role", "supervisor", "--department", "市税务局"],
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert "department key needs --department" in str(refused.value)
+
+
 def test_apikey_create_with_unknown_role_is_a_usage_error(
     cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

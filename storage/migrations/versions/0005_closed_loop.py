@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("decided_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
         sa.Column("decided_at", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("released_at", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["rating_id"],
             ["ratings.id"],
