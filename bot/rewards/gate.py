@@ -50,7 +50,9 @@ from bot.rewards.vouchers import (
     voucher_row,
 )
 from bot.runtime import Runtime
-from bot.web.auth import require_role
+from bot.web import audit
+from bot.web.audit import Actor
+from bot.web.auth import require_actor, require_role
 from bot.web.deps import RuntimeDep, get_runtime
 from bot.web.limits import Line
 from storage.models import ApiKey, UTCDateTime
@@ -366,8 +368,10 @@ FLAG_CITIZEN = sa.text(
 ).bindparams(sa.bindparam("now", type_=UTCDateTime))
 
 
-@router.post("/vouchers/{code}/revoke", dependencies=[require_role("admin")])
-def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/vouchers/{code}/revoke")
+def revoke_voucher(
+    code: str, body: RevokeIn, rt: RuntimeDep, actor: Annotated[Actor, require_actor()]
+) -> dict[str, Any]:
     """Withdraw an unused voucher (e.g. an appeal showed the rating was fraudulent); with
     ``flag_citizen`` the rating's citizen earns no further vouchers. 409 once redeemed."""
     compact = parse_code(code)
@@ -378,14 +382,27 @@ def revoke_voucher(code: str, body: RevokeIn, rt: RuntimeDep) -> dict[str, Any]:
         row = voucher_row(conn, rt.privacy, compact)
         if row is None:
             raise HTTPException(404, "no such voucher")
-        conn.execute(
+        revoked = conn.execute(
             sa.update(vouchers)
             .where(vouchers.c.id == row.id, vouchers.c.state.in_(("issued", "expired")))
             .values(state="revoked", revoked_at=now, revoke_reason=body.reason, closed_at=now)
         )
+        before = row.state
         row = voucher_row(conn, rt.privacy, compact)
         if row.state == "redeemed":  # before, or by a gate at this very moment
             raise HTTPException(409, f"voucher already redeemed at {row.redeemed_at.isoformat()}")
+        if revoked.rowcount == 1:
+            audit.write(
+                conn,
+                actor,
+                "revoked",
+                "voucher",
+                row.id,
+                now,
+                before={"state": before},
+                after={"state": "revoked", "citizen_flagged": body.flag_citizen},
+                reason=body.reason,
+            )
         if body.flag_citizen:
             citizen = conn.execute(
                 sa.select(ratings.c.citizen_hash).where(ratings.c.id == row.rating_id)

@@ -56,9 +56,10 @@ class FakeWeChat:
     def custom(self) -> list[Call]:
         return self.of("message/custom/send")
 
-    def _answer(
+    def _respond(
         self, method: str, path: str, query: dict[str, str], body: Any, raw: bytes = b""
     ) -> Any:
+        """Record one API call and answer it as WeChat's API would."""
         with self._lock:
             self.calls.append(Call(method, path, query, body, raw))
         if path in self.fail:
@@ -109,7 +110,7 @@ class FakeWeChat:
                 if not parts.path.startswith("/cgi-bin/"):
                     self.send_error(404)
                     return
-                answer = fake._answer(method, parts.path[len("/cgi-bin/") :], query, body, raw)
+                answer = fake._respond(method, parts.path[len("/cgi-bin/") :], query, body, raw)
                 if isinstance(answer, bytes):
                     payload, kind = answer, "image/jpg"
                 else:

@@ -348,6 +348,12 @@ async def test_a_revoked_voucher_is_409_with_the_reason(harness: Harness) -> Non
     )
     assert response.status_code == 409
     assert response.json()["reason"] == "appeal upheld: fraudulent rating"
+    audit = await harness.client.get(
+        "/api/v1/audit", params={"entity": "voucher"}, headers=admin(harness)
+    )
+    [entry] = audit.json()["items"]
+    assert entry["action"] == "revoked" and entry["reason"] == "appeal upheld: fraudulent rating"
+    assert entry["who"]["role"] == "admin" and entry["before"] == {"state": "issued"}
 
 
 async def test_a_redeemed_voucher_cannot_be_revoked(harness: Harness) -> None:

@@ -16,9 +16,17 @@ from bot.tickets import jobs
 from storage.tables import flags, ratings
 from tests.bot.conftest import PHONE, Harness
 from tests.bot.tickets.test_tickets_api import OURS, RECORD, act, bad_review, only_ticket
+from tests.bot.webhooks.test_wechat import (  # noqa: F401 - fake_wechat and wx are fixtures
+    OPENID,
+    WX,
+    cs_text,
+    fake_wechat,
+    report,
+    wx,
+)
 
 
-async def answer(
+async def answer_ticket(
     h: Harness, ticket_id: int, outcome: str = "rectified", text: str = "已整改"
 ) -> None:
     key = h.api_key("department", OURS)
@@ -38,7 +46,7 @@ async def test_a_bad_review_answered_and_rated_again_by_sms(
     await bad_review(harness)
     ticket_id = (await only_ticket(harness, harness.api_key("supervisor")))["id"]
     harness.clock.advance(hours=3)
-    await answer(harness, ticket_id, text="已对窗口人员批评教育，并一次性告知所需材料")
+    await answer_ticket(harness, ticket_id, text="已对窗口人员批评教育，并一次性告知所需材料")
     outbox(capsys)
     await worker.run_due(harness.rt)
     told = outbox(capsys)
@@ -77,7 +85,7 @@ async def test_a_bad_re_rating_is_recorded_on_the_closed_ticket_and_opens_none(
     await bad_review(harness)
     supervisor = harness.api_key("supervisor")
     ticket_id = (await only_ticket(harness, supervisor))["id"]
-    await answer(harness, ticket_id, outcome="explained", text="该诉求无法律依据")
+    await answer_ticket(harness, ticket_id, outcome="explained", text="该诉求无法律依据")
     await worker.run_due(harness.rt)
     for reply in ("1 1 1 1", "1", "0", "2"):
         await harness.reply_text(reply)
@@ -91,7 +99,7 @@ async def test_the_re_rating_window_closes_a_ticket_nobody_rated_again(harness: 
     await bad_review(harness)
     supervisor = harness.api_key("supervisor")
     ticket_id = (await only_ticket(harness, supervisor))["id"]
-    await answer(harness, ticket_id)
+    await answer_ticket(harness, ticket_id)
     harness.clock.advance(days=7, minutes=1)
     assert jobs.run_due(harness.rt, harness.clock()) == 1
     ticket = (await harness.client.get(f"/api/v1/tickets/{ticket_id}", headers=supervisor)).json()
@@ -192,3 +200,58 @@ async def test_a_burst_of_top_ratings_for_one_window_is_flagged(harness: Harness
     assert (
         "for clerk 张三 at 烟台市政务服务中心" in rows[0].detail
     )  # the clerk first, then the window
+
+
+async def test_escalated_once_by_two_workers_across_a_holiday_and_an_adjusted_weekend(
+    harness: Harness,
+) -> None:
+    """Opened on Thursday 24 Sep 2026 with five working days: Mid-Autumn (25–27 Sep) and
+    National Day (1–7 Oct) are off, Saturday 10 Oct is an adjusted working day. Due at the end
+    of Friday 9 Oct; two workers looking at once escalate it once."""
+    import threading
+    from datetime import UTC, datetime
+
+    harness.clock.now = datetime(2026, 9, 24, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+    await bad_review(harness, problems="4")  # fees: the general tier
+    supervisor = harness.api_key("supervisor")
+    ticket = await only_ticket(harness, supervisor)
+    assert datetime.fromisoformat(ticket["due_at"]) == datetime(2026, 10, 9, 16, 0, tzinfo=UTC)
+    harness.clock.now = datetime(2026, 10, 9, 15, 0, tzinfo=UTC)  # 23:00 on the last day
+    assert jobs.run_due(harness.rt, harness.clock()) == 0
+    harness.clock.now = datetime(2026, 10, 10, 0, 30, tzinfo=UTC)  # 08:30 on the working Saturday
+    results: list[int] = []
+    start = threading.Barrier(2)
+
+    def one_worker() -> None:
+        start.wait()
+        results.append(jobs.run_due(harness.rt, harness.clock()))
+
+    workers = [threading.Thread(target=one_worker) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert sorted(results) == [0, 1]
+    full = (await harness.client.get(f"/api/v1/tickets/{ticket['id']}", headers=supervisor)).json()
+    assert [e["action"] for e in full["timeline"]] == ["opened", "escalated"]
+    assert full["overdue"] is True
+
+
+async def test_a_wechat_bad_review_answered_and_rated_again_in_wechat(wx: WX) -> None:  # noqa: F811
+    h = wx.h
+    await report(wx, wechat_openid=OPENID)
+    for answer in ("1 2 2 1", "13", "材料被要求补交了三次", "2"):
+        await wx.say(answer)
+    supervisor = h.api_key("supervisor")
+    ticket_id = (await only_ticket(h, supervisor))["id"]
+    await answer_ticket(h, ticket_id, text="已一次性告知所需材料")
+    sent_before = len(wx.fake.custom)
+    await worker.run_due(h.rt)
+    told = [cs_text(call) for call in wx.fake.custom[sent_before:]]
+    assert any("已作出整改：已一次性告知所需材料" in text for text in told)
+    assert all(call.body["touser"] == OPENID for call in wx.fake.custom[sent_before:])
+    await wx.say("5 4 4 4")
+    await wx.say("0")
+    ticket = (await h.client.get(f"/api/v1/tickets/{ticket_id}", headers=supervisor)).json()
+    assert ticket["state"] == "closed" and ticket["rerating_level"] == 5
+    assert ticket["rerating"]["provider"] == "wechat"
