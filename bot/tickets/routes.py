@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,9 @@ from storage.tables import flags as flags_table
 from storage.tables import staff_contacts, tickets
 
 router = APIRouter(prefix="/api/v1")
+
+# A row id in a path: larger numbers are no row (and would overflow PostgreSQL's integer).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 MAX_TEXT = 4000
 Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
@@ -145,7 +148,7 @@ def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}")
-async def get_ticket(ticket_id: int, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+async def get_ticket(ticket_id: RowId, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
     """The ticket, its rating, its case and its timeline."""
     return await _show(rt, actor, ticket_id)
 
@@ -157,7 +160,7 @@ class AcknowledgeIn(BaseModel):
 
 @router.post("/tickets/{ticket_id}/acknowledge")
 async def acknowledge(
-    ticket_id: int, body: AcknowledgeIn, rt: RuntimeDep, actor: Staff
+    ticket_id: RowId, body: AcknowledgeIn, rt: RuntimeDep, actor: Staff
 ) -> dict[str, Any]:
     """The department verified the review with the citizen (核实)."""
     await _in_transaction(
@@ -173,7 +176,9 @@ class RespondIn(BaseModel):
 
 
 @router.post("/tickets/{ticket_id}/respond")
-async def respond(ticket_id: int, body: RespondIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+async def respond(
+    ticket_id: RowId, body: RespondIn, rt: RuntimeDep, actor: Staff
+) -> dict[str, Any]:
     """Rectified (立行立改 / 限期整改, with the measures) or explained (解释说明): the citizen is
     told and asked to rate the case again."""
     rules = _rules(rt)
@@ -191,7 +196,7 @@ class AppealIn(BaseModel):
 
 
 @router.post("/tickets/{ticket_id}/appeal")
-async def appeal(ticket_id: int, body: AppealIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
+async def appeal(ticket_id: RowId, body: AppealIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
     """The department appeals the review (申诉复核); the deadline pauses."""
     await _in_transaction(
         rt,
@@ -207,7 +212,7 @@ class AssignIn(BaseModel):
 
 @router.post("/tickets/{ticket_id}/assign")
 async def assign(
-    ticket_id: int, body: AssignIn, rt: RuntimeDep, actor: Supervisor
+    ticket_id: RowId, body: AssignIn, rt: RuntimeDep, actor: Supervisor
 ) -> dict[str, Any]:
     """Give the ticket to a department (``null``: back to triage)."""
     await _in_transaction(
@@ -223,7 +228,7 @@ class TierIn(BaseModel):
 
 @router.post("/tickets/{ticket_id}/tier")
 async def change_tier(
-    ticket_id: int, body: TierIn, rt: RuntimeDep, actor: Supervisor
+    ticket_id: RowId, body: TierIn, rt: RuntimeDep, actor: Supervisor
 ) -> dict[str, Any]:
     """Change the tier; the deadline is computed again from the opening."""
     rules = _rules(rt)
@@ -235,7 +240,7 @@ async def change_tier(
 
 @router.post("/tickets/{ticket_id}/contact")
 async def reveal_contact(
-    ticket_id: int, rt: RuntimeDep, actor: Staff, response: Response
+    ticket_id: RowId, rt: RuntimeDep, actor: Staff, response: Response
 ) -> dict[str, str]:
     """The citizen's phone number for the callback (回访), in clear, once: audited, not cached."""
     response.headers["Cache-Control"] = "no-store"
@@ -275,7 +280,7 @@ class DecideAppealIn(BaseModel):
 
 @router.post("/appeals/{appeal_id}/decide")
 async def decide_appeal(
-    appeal_id: int, body: DecideAppealIn, rt: RuntimeDep, actor: Reviewer
+    appeal_id: RowId, body: DecideAppealIn, rt: RuntimeDep, actor: Reviewer
 ) -> dict[str, Any]:
     rules = _rules(rt)
     await _in_transaction(
@@ -319,7 +324,7 @@ class DecideFlagIn(BaseModel):
 
 @router.post("/flags/{flag_id}/decide")
 async def decide_flag(
-    flag_id: int, body: DecideFlagIn, rt: RuntimeDep, actor: Reviewer
+    flag_id: RowId, body: DecideFlagIn, rt: RuntimeDep, actor: Reviewer
 ) -> dict[str, Any]:
     """Confirmed: the rating stays out. Cleared: it counts again, and earns its voucher."""
     await _in_transaction(
@@ -392,7 +397,7 @@ def audit_log(
     rt: RuntimeDep,
     actor: Auditor,
     entity: Annotated[str | None, Query(max_length=32)] = None,
-    entity_id: Annotated[int | None, Query(ge=0)] = None,
+    entity_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,

@@ -201,7 +201,12 @@ def run_wechat(op: str, case: dict[str, Any]) -> Any:
         return {
             "text": rendered.text,
             "messages": [
-                {"text": m.text, "menu": [list(i) for i in m.menu], "tail": m.tail, "image": m.image}
+                {
+                    "text": m.text,
+                    "menu": [list(i) for i in m.menu],
+                    "tail": m.tail,
+                    "image": m.image,
+                }
                 for m in rendered.messages
             ],
         }

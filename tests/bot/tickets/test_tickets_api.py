@@ -157,6 +157,10 @@ async def test_bad_input_is_refused_with_a_reason(
 async def test_unknown_tickets_and_missing_keys(harness: Harness) -> None:
     key = harness.api_key("admin")
     assert (await harness.client.get("/api/v1/tickets/999", headers=key)).status_code == 404
+    huge = await harness.client.get(f"/api/v1/tickets/{2**40}", headers=key)
+    assert huge.status_code == 422  # no row, and no integer overflow in the database
+    metrics = (await harness.client.get("/metrics")).text
+    assert "ratebot_tickets_opened_total" in metrics and "ratebot_tickets_overdue" in metrics
     assert (await act(harness, 999, "acknowledge", key, note="x")).status_code == 404
     assert (await harness.client.get("/api/v1/tickets")).status_code == 401
     platform = harness.api_key("platform")
