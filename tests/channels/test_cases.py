@@ -45,7 +45,7 @@ NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 BOT = Bot("123456:TEST-token")  # parse_update binds the Update to a bot; nothing is sent
 
 
-# --- events --------------------------------------------------------------------------------------
+# --- the forms cases are written in --------------------------------------------------------------
 
 
 def event_of(spec: dict[str, Any]) -> Event:
@@ -93,6 +93,38 @@ def outline(twiml: str) -> list[str]:
     for verb in ET.fromstring(twiml):  # noqa: S314 - TwiML the channel just made
         walk(verb, 0)
     return lines
+
+
+def telegram_messages(rendered: str) -> list[dict[str, Any]]:
+    """Telegram messages: their text, their keyboard's rows as ``label → data`` (a row's buttons
+    apart by `` | ``), the data of their QR code photo."""
+    messages = []
+    for item in json.loads(rendered):
+        message: dict[str, Any] = {"text": item["text"]}
+        if item["buttons"]:
+            message["buttons"] = [
+                " | ".join(f"{label} → {data}" for label, data in row) for row in item["buttons"]
+            ]
+        if item.get("photo"):
+            message["photo"] = item["photo"]
+        messages.append(message)
+    return messages
+
+
+def wechat_reply(text: str, messages: Any) -> dict[str, Any]:
+    """A WeChat reply: its passive text and, to send instead, its messages (their text, the menu's
+    items as ``id → content``, the typed line under it, the data of their QR code picture)."""
+    sent = []
+    for m in messages:
+        message = {"text": m.text} if m.text else {}
+        if m.menu:
+            message["menu"] = [f"{item_id} → {content}" for item_id, content in m.menu]
+        if m.tail:
+            message["tail"] = m.tail
+        if m.image:
+            message["image"] = m.image
+        sent.append(message)
+    return {"text": text, "messages": sent} if sent else {"text": text}
 
 
 # --- each channel's operations, with results as plain data ------------------------------------
@@ -177,9 +209,9 @@ def run_telegram(op: str, case: dict[str, Any]) -> Any:
     if op == "language":
         return telegram.locale_of(case["language"])
     if op == "render":
-        return json.loads(telegram.render_reply(events_of(case), locale))
+        return telegram_messages(telegram.render_reply(events_of(case), locale))
     if op == "busy":
-        return json.loads(telegram.busy_reply(case["busy"]))
+        return telegram_messages(telegram.busy_reply(case["busy"]))
     raise AssertionError(op)
 
 
