@@ -17,7 +17,10 @@ wechat    ``push`` (the XML), ``render`` (events), ``busy``
 
 Events are written ``{say: id}`` or ``{say: [id, {params}]}``; ``{prompt: step}`` (or
 ``{prompt: {step: …, hint: …, step_id: …}}``), the prompt the engine asks for that step of the
-default survey; ``{voucher: {code, hall, minutes, expires, url}}``.
+default survey; ``{voucher: {code, hall, minutes, expires, url}}``. What is rendered is written
+as the provider sees it, shortened only where it is unreadable as data: TwiML as one line per verb
+(:func:`outline`), a Telegram keyboard as ``label → callback data``, a WeChat message menu as
+``id → content``.
 """
 
 from __future__ import annotations
@@ -230,20 +233,10 @@ def run_wechat(op: str, case: dict[str, Any]) -> Any:
         }
     if op == "render":
         rendered = wechat.load_reply(wechat.render_reply(events_of(case), locale))
-        return {
-            "text": rendered.text,
-            "messages": [
-                {
-                    "text": m.text,
-                    "menu": [list(i) for i in m.menu],
-                    "tail": m.tail,
-                    "image": m.image,
-                }
-                for m in rendered.messages
-            ],
-        }
+        return wechat_reply(rendered.text, rendered.messages)
     if op == "busy":
-        return wechat.busy_reply(case["busy"])
+        rendered = wechat.load_reply(wechat.busy_reply(case["busy"]))
+        return wechat_reply(rendered.text, rendered.messages)
     raise AssertionError(op)
 
 
@@ -280,3 +273,8 @@ OPERATIONS = {
     "telegram": {"update", "callback", "payload", "language", "render", "busy"},
     "wechat": {"push", "render", "busy"},
 }
+
+
+def test_every_channel_has_its_case_file() -> None:
+    """The cases are data beside this file: a missing file must fail, not run zero cases."""
+    assert {channel for channel, _ in (p.values for p in _cases())} == set(RUNNERS)
