@@ -59,12 +59,8 @@ def create_app(
 
     app = FastAPI(title="ratebot", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
-    app.include_router(cases.router)
-    app.include_router(results.router)
-    app.include_router(tickets.router)
-    app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
-    app.include_router(gate.router)
-    app.include_router(page.router)
+    # The conversation webhooks first: a request is matched against the routes in order, and a
+    # citizen's turn is the hot path (the API's routes after them cost it nothing).
     app.include_router(sms.router)
     app.include_router(voice.router)
     if settings.voice_audio_dir is not None:  # the deployment's recorded prompts, for <Play>
@@ -75,6 +71,12 @@ def create_app(
         )
     app.include_router(telegram.router)  # its lifespan builds and closes the bot
     app.include_router(wechat.router)  # its lifespan builds and closes the WeChat client
+    app.include_router(cases.router)
+    app.include_router(results.router)
+    app.include_router(tickets.router)
+    app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
+    app.include_router(gate.router)
+    app.include_router(page.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,7 +17,7 @@ from bot.tickets.rules import Rules
 from bot.tickets.states import State
 from bot.web import audit
 from storage.models import UTCDateTime
-from storage.tables import complaints, ratings, records, staff_contacts, tickets
+from storage.tables import ratings, tickets
 
 BAD_REVIEW = 2  # levels 1 and 2 are 差评
 
@@ -32,38 +32,43 @@ OPEN_TICKET = sa.text(
 ).bindparams(sa.bindparam("now", type_=UTCDateTime), sa.bindparam("due_at", type_=UTCDateTime))
 
 
+FINISHED_RATING = (
+    sa.text(
+        """
+        SELECT r.level, r.evaluation_count, r.record_id, rec.department, c.problems,
+               EXISTS (SELECT 1 FROM staff_contacts s WHERE s.contact_hash = r.citizen_hash)
+                 AS from_staff,
+               (SELECT count(*) FROM ratings o
+                 WHERE o.citizen_hash = r.citizen_hash AND o.status != 'in_progress'
+                   AND o.created_at > :since) AS recent_ratings
+        FROM ratings r
+        LEFT JOIN service_records rec ON rec.id = r.record_id
+        LEFT JOIN complaints c ON c.rating_id = r.id
+        WHERE r.id = :rating_id
+        """
+    )
+    .bindparams(sa.bindparam("since", type_=UTCDateTime))
+    .columns(
+        sa.column("level", sa.Integer),
+        sa.column("evaluation_count", sa.Integer),
+        sa.column("record_id", sa.Integer),
+        sa.column("department", sa.String),
+        sa.column("problems", sa.JSON),
+        sa.column("from_staff", sa.Boolean),
+        sa.column("recent_ratings", sa.Integer),
+    )
+)
+
+
 def rating_finished(conn: sa.Connection, rules: Rules, rating_id: int, now: datetime) -> None:
     """What a rating that just finished (complete or incomplete) sets off, in its own
     transaction: the fraud rules that look at one rating, then — a first bad review — its
-    ticket, or — a second rating — the close of the ticket the first one opened. One query reads
-    all it needs."""
+    ticket, or — a second rating — the close of the ticket the first one opened. One prepared
+    query reads all it needs (a statement built per turn cost a tenth of the turn's CPU)."""
     fraud = rules.rules.fraud
     days = fraud.contact_ratings.days if fraud.contact_ratings else 0
-    other = ratings.alias("other")
     row = conn.execute(
-        sa.select(
-            ratings.c.level,
-            ratings.c.evaluation_count,
-            ratings.c.record_id,
-            records.c.department,
-            complaints.c.problems,
-            sa.exists()
-            .where(staff_contacts.c.contact_hash == ratings.c.citizen_hash)
-            .label("from_staff"),
-            sa.select(sa.func.count())
-            .where(
-                other.c.citizen_hash == ratings.c.citizen_hash,
-                other.c.status != "in_progress",
-                other.c.created_at > sa.bindparam("since", type_=UTCDateTime),
-            )
-            .scalar_subquery()
-            .label("recent_ratings"),
-        )
-        .select_from(ratings)
-        .join(records, records.c.id == ratings.c.record_id, isouter=True)
-        .join(complaints, complaints.c.rating_id == ratings.c.id, isouter=True)
-        .where(ratings.c.id == rating_id),
-        {"since": now - timedelta(days=days)},
+        FINISHED_RATING, {"rating_id": rating_id, "since": now - timedelta(days=days)}
     ).first()
     if row is None:
         return
