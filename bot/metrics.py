@@ -33,3 +33,6 @@ CONTACT_REVEALS = Counter(
 RERATINGS = Counter("ratebot_reratings_total", "Re-ratings that closed a ticket", ["level"])
 APPEALS = Counter("ratebot_appeals_decided_total", "Appeals decided", ["decision"])
 FLAGS = Counter("ratebot_flags_total", "Ratings flagged by a fraud rule", ["rule"])
+RESULT_DAYS_RECOUNTED = Counter(
+    "ratebot_result_days_recounted_total", "Days whose rollups the worker counted again"
+)

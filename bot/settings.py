@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # The closed loop's rules (tiers, holidays, re-rating window, fraud rules); None: the
     # defaults shipped in bot/tickets/tickets.yaml.
     tickets_file: Path | None = None
+    # The results: which evaluation of a case rated twice counts, and the ranking's file
+    # (weights, minimum sample, bottom N; bot/results/results.yaml when unset).
+    results_evaluation: Literal["latest", "first"] = "latest"
+    results_file: Path | None = None
+    results_codes: Literal["provincial", "gbt39046"] = "provincial"  # bot/results/codes/
     worker_interval_seconds: float = Field(default=5, gt=0)
     run_worker: bool = (
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)

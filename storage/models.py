@@ -7,7 +7,7 @@ keyed hash for lookup, an encrypted copy for sending and a mask for display
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -139,7 +139,7 @@ class Rating(SQLModel, table=True):
     status: str = Field(max_length=16)
     unsolicited: bool = False
     created_at: datetime | None = _time(index=True)
-    submitted_at: datetime | None = _time()
+    submitted_at: datetime | None = _time(index=True)  # the day it counts on
     updated_at: datetime | None = _time()
     # While in progress: when the worker next looks whether its conversation expired or is done
     # (dialogs.engine.look_again_at); the conversation itself holds its expiry.
@@ -235,7 +235,7 @@ class CallAttempt(SQLModel, table=True):
     answered_by: str | None = Field(default=None, max_length=32)
     error: str | None = Field(default=None, max_length=255)
     scheduled_at: datetime | None = _time()
-    started_at: datetime | None = _time()
+    started_at: datetime | None = _time(index=True)
     ended_at: datetime | None = _time()
 
 
@@ -353,7 +353,7 @@ class Ticket(SQLModel, table=True):
     tier: str = Field(max_length=32)
     state: str = Field(max_length=16)
     opened_at: datetime | None = _time(index=True)
-    due_at: datetime | None = _time()
+    due_at: datetime | None = _time(index=True)
     paused_at: datetime | None = _time()  # an appeal is pending since
     paused_seconds: int = 0  # time spent under appeals decided so far
     state_before_appeal: str | None = Field(default=None, max_length=16)
@@ -451,3 +451,102 @@ class AuditEntry(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     reason: str | None = Field(default=None, sa_type=sa.Text)
+
+
+# --- results: rollups, published rankings, the push upward ---------------------------------------
+
+
+class ResultChange(SQLModel, table=True):
+    """A moment whose day must be counted again (``bot.results.rollups``): written in the
+    transaction of every change that moves a figure — a rating finished, excluded, flagged or
+    cleared; a ticket answered or its deadline moved; an invitation sent; a callback placed. The
+    worker recounts the day, then deletes the rows it read."""
+
+    __tablename__ = "result_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(nullable=False)
+
+
+class ResultCount(SQLModel, table=True):
+    """The counted figures of one group on one day (``grain`` day) or month (``grain`` month, on
+    its first day), split by department and district so that either filters any grouping. Kept
+    by the worker from the raw rows; ``ratebot stats rebuild`` recomputes them."""
+
+    __tablename__ = "result_counts"
+
+    grain: str = Field(max_length=8, primary_key=True)  # day | month
+    day: date = Field(sa_type=sa.Date, primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)  # department … clerk | channel
+    key: str = Field(max_length=200, primary_key=True)
+    department: str = Field(max_length=100, primary_key=True)  # '' when the rating has no case
+    district: str = Field(max_length=32, primary_key=True)
+    name: str = Field(max_length=200)  # what people call the key (an item's name)
+    counted: int = 0
+    level_1: int = 0
+    level_2: int = 0
+    level_3: int = 0
+    level_4: int = 0
+    level_5: int = 0
+    level_sum: int = 0
+    rerated: int = 0  # counted re-ratings (evaluation count 2)
+    rerated_good: int = 0  # … that turned good (level 3 or better)
+    tickets_due: int = 0  # bad reviews whose ticket falls due this day
+    tickets_on_time: int = 0  # … answered (responded) by their deadline
+    callbacks: int = 0  # callback calls placed (回访)
+    invitations: int = 0  # invitations sent
+
+
+class ResultDimension(SQLModel, table=True):
+    """Per-dimension sums beside ``ResultCount``: the same key, one row per dimension."""
+
+    __tablename__ = "result_dimensions"
+
+    grain: str = Field(max_length=8, primary_key=True)
+    day: date = Field(sa_type=sa.Date, primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)
+    key: str = Field(max_length=200, primary_key=True)
+    department: str = Field(max_length=100, primary_key=True)
+    district: str = Field(max_length=32, primary_key=True)
+    dimension: str = Field(max_length=32, primary_key=True)
+    rated: int = 0
+    level_sum: int = 0
+
+
+class PublishedRanking(SQLModel, table=True):
+    """A closed period's ranking as it was published (窗口排名通报): frozen, whatever later
+    exclusions do to the live figures."""
+
+    __tablename__ = "published_rankings"
+    __table_args__ = (sa.UniqueConstraint("period", "by", name="uq_published_rankings"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(max_length=16)  # 2026-11 | 2026Q4 | 2026
+    by: str = Field(max_length=16)
+    published_at: datetime | None = _time()
+    published_by: str = Field(max_length=100)
+    ranking: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+class UpstreamItem(SQLModel, table=True):
+    """One push to the provincial platform (上报), written in the transaction of the change it
+    reports: a counted rating, a re-rating, or a change of whether a rating counts. Delivered by
+    the worker, exactly once per (rating, version), with its idempotency key."""
+
+    __tablename__ = "upstream_outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("rating_id", "version", name="uq_upstream_rating_version"),
+        sa.Index("ix_upstream_state_next", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: int = Field(foreign_key="ratings.id", index=True)
+    version: int
+    reason: str = Field(max_length=16)  # rating | rerating | counts | excluded
+    body: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    state: str = Field(max_length=16)  # pending | sending | sent | dead
+    attempts: int = 0
+    next_attempt_at: datetime | None = _time()
+    last_error: str | None = Field(default=None, max_length=255)
+    created_at: datetime | None = _time()
+    sent_at: datetime | None = _time()

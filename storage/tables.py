@@ -23,13 +23,18 @@ from storage.models import (
     Invitation,
     OptOut,
     OutboundMessage,
+    PublishedRanking,
     Rating,
     RatingDimension,
     RatingRecording,
     Redemption,
+    ResultChange,
+    ResultCount,
+    ResultDimension,
     ServiceRecord,
     StaffContact,
     Ticket,
+    UpstreamItem,
     Voucher,
 )
 
@@ -61,3 +66,8 @@ flags = table_of(Flag)
 staff_contacts = table_of(StaffContact)
 key_departments = table_of(ApiKeyDepartment)
 audit_log = table_of(AuditEntry)
+result_changes = table_of(ResultChange)
+result_counts = table_of(ResultCount)
+result_dimensions = table_of(ResultDimension)
+published_rankings = table_of(PublishedRanking)
+upstream_outbox = table_of(UpstreamItem)

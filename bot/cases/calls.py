@@ -28,6 +28,7 @@ from sqlmodel import col, select
 from bot.cases.hours import call_time
 from bot.conversation.optouts import is_opted_out
 from bot.conversation.ratings import follow_up_due
+from bot.results import rollups
 from bot.runtime import Runtime
 from channels.base import Delivery
 from channels.voice import ENDED
@@ -114,6 +115,7 @@ def schedule_call(
     db.add(invitation)
     db.flush()
     assert invitation.id is not None
+    rollups.mark(db.connection(), now)  # an invitation sent (a callback's is not counted)
     attempt = CallAttempt(
         invitation_id=invitation.id,
         purpose=purpose,
@@ -172,6 +174,8 @@ def place(rt: Runtime, attempt_id: int) -> Delivery | None:
         if claimed.rowcount != 1:
             return None
         attempt = db.get_one(CallAttempt, attempt_id)
+        if attempt.purpose == "callback":
+            rollups.mark(db.connection(), now)  # a callback placed
         if (later := call_time(rt, now)) > now:
             attempt.status, attempt.scheduled_at = "scheduled", later
             db.add(attempt)

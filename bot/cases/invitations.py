@@ -23,6 +23,7 @@ from bot.cases import calls
 from bot.cases.hours import send_time
 from bot.conversation.optouts import is_opted_out
 from bot.conversation.turn import Conversations, conversation_key, load_session, session_ttl
+from bot.results import rollups
 from bot.runtime import Runtime
 from channels import telegram, wechat
 from channels.base import Delivery
@@ -254,6 +255,7 @@ def _record_sent(
             invitation.reason = "send_failed" if failed else None
             if not failed:
                 invitation.sent_at = now
+                rollups.mark(db.connection(), now)
                 delay = rt.survey.reminder_after_hours  # None: this survey sends no reminder
                 invitation.remind_at = now + timedelta(hours=delay) if delay else None
         else:

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot import metrics
+from bot.results import rollups
 from bot.tickets import guard
 from bot.tickets.rules import Rules
 from bot.tickets.states import Act, State, WrongState, check
@@ -65,6 +66,7 @@ def _move(
     )
     if moved.rowcount != 1:  # another act got there first
         raise WrongState(act, State(load(conn, ticket_id).state))
+    rollups.mark(conn, row.due_at, changes.get("due_at"))
     before = {key: getattr(row, key) for key in changes if key != "updated_at"}
     audit.write(
         conn,

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot import metrics
+from bot.results import rollups
 from bot.tickets.acts import TicketNotFound, load
 from bot.tickets.rules import Rules
 from bot.tickets.states import State
@@ -99,6 +100,7 @@ def decide(
         _exclude(conn, actor, ticket.rating_id, f"appeal upheld: {appeal.ground}", now)
     changes |= {"paused_at": None, "state_before_appeal": None, "updated_at": now}
     conn.execute(sa.update(tickets).where(tickets.c.id == ticket.id).values(**changes))
+    rollups.mark(conn, ticket.due_at, changes.get("due_at"))
     verdict = "upheld" if upheld else "rejected"
     audit.write(
         conn,
@@ -134,6 +136,7 @@ def _exclude(conn: sa.Connection, actor: Actor, rating_id: int, reason: str, now
         .where(ratings.c.id == rating_id)
         .values(excluded_at=now, excluded_reason=reason, excluded_by=actor.name)
     )
+    rollups.mark_case(conn, rating_id)
     audit.write(
         conn,
         actor,

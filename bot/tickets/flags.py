@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot import metrics
+from bot.results import rollups
 from bot.tickets.appeals import NotPending, require_decider
 from bot.tickets.rules import FraudRules
 from bot.web import audit
@@ -41,6 +42,7 @@ def _flag(conn: sa.Connection, rating_id: int, rule: str, detail: str, now: date
     if flag_id is None:
         return None
     conn.execute(sa.update(ratings).where(ratings.c.id == rating_id).values(flagged=True))
+    rollups.mark_case(conn, rating_id)
     audit.write(
         conn, audit.SYSTEM, "flagged", "flag", flag_id, now, after={"rule": rule}, reason=detail
     )
@@ -165,6 +167,7 @@ def decide(
             conn.execute(
                 sa.update(ratings).where(ratings.c.id == flag.rating_id).values(flagged=False)
             )
+            rollups.mark_case(conn, flag.rating_id)
     audit.write(
         conn,
         actor,

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from bot import metrics
+from bot.results import rollups
 from bot.tickets import flags
 from bot.tickets.rules import Rules
 from bot.tickets.states import State
@@ -72,6 +73,10 @@ def rating_finished(conn: sa.Connection, rules: Rules, rating_id: int, now: date
     ).first()
     if row is None:
         return
+    if row.evaluation_count == 1:
+        rollups.mark(conn, now)
+    else:  # which of the case's evaluations stands may change: its first one's day too
+        rollups.mark_case(conn, rating_id)
     flags.check_rating(
         conn,
         fraud,
@@ -113,6 +118,7 @@ def open_ticket(
     ).scalar()
     if ticket_id is None:
         return None  # opened already, by this rating's earlier delivery or a racing turn
+    rollups.mark(conn, due_at)
     audit.write(
         conn,
         audit.SYSTEM,

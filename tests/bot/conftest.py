@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -106,7 +107,9 @@ class Harness:
         return await self.client.post("/api/v1/service-records", json=body, headers=self._platform)
 
 
-APP_REDIS_DB = 13  # the app tests' own Redis database, flushed before each test
+# The app tests' own Redis database, flushed before each test (another number for a second
+# test run beside the first: RATEBOT_TEST_APP_REDIS_DB).
+APP_REDIS_DB = int(os.environ.get("RATEBOT_TEST_APP_REDIS_DB", "13"))
 
 
 @pytest.fixture(params=["embedded", "scaled"])

@@ -1,0 +1,362 @@
+"""The rollups behind the statistics and rankings: counters per (day, group), and per month.
+
+Every change that moves a figure writes a :func:`mark` — the moment whose day must be counted
+again — in its own transaction (a rating finished, excluded, flagged or cleared; a ticket
+answered or its deadline moved; an invitation sent; a callback placed). The worker
+(:func:`run_due`, every ``RATEBOT_WORKER_INTERVAL_SECONDS``) recounts each marked day from the
+raw rows, under the counting rules of ``bot.results.counting``, then the months those days are
+in, and deletes the marks it read. ``ratebot stats rebuild`` recounts a range of days the same
+way: the figures are always what a count of the raw rows gives, within one worker pass.
+
+A day's groups: a rating with a case counts for its department, item, district, hall, window
+and clerk, and for its channel; one with no case for its channel only. Each row is split by
+department and district, so that either filters any grouping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from bot import metrics
+from bot.results.counting import Evaluation, countable, day_bounds, is_good, local_day, stands
+from bot.runtime import Runtime
+from storage.tables import (
+    call_attempts,
+    dimensions,
+    invitations,
+    ratings,
+    records,
+    result_changes,
+    result_counts,
+    result_dimensions,
+    tickets,
+)
+
+log = logging.getLogger("ratebot.results")
+
+CASE_KINDS = ("department", "item", "district", "hall", "window", "clerk")
+KINDS = (*CASE_KINDS, "channel")
+COUNTERS = (
+    "counted",
+    "level_1",
+    "level_2",
+    "level_3",
+    "level_4",
+    "level_5",
+    "level_sum",
+    "rerated",
+    "rerated_good",
+    "tickets_due",
+    "tickets_on_time",
+    "callbacks",
+    "invitations",
+)
+BATCH = 5000  # marks read per pass
+LOCK = 0x52455355  # the PostgreSQL advisory lock one worker at a time recounts under
+CASE_COLUMNS = (
+    records.c.department,
+    records.c.item_code,
+    records.c.item_name,
+    records.c.district,
+    records.c.hall,
+    records.c.window,
+    records.c.clerk,
+)
+
+INSERT_MARK = sa.text("INSERT INTO result_changes (at) VALUES (:at)").bindparams(
+    sa.bindparam("at", type_=result_changes.c.at.type)
+)
+
+
+def mark(conn: sa.Connection, *moments: datetime | None) -> None:
+    """The days of ``moments`` must be counted again: one row each, in the caller's
+    transaction."""
+    rows = [{"at": m} for m in dict.fromkeys(moments) if m is not None]
+    if rows:
+        conn.execute(INSERT_MARK, rows)
+
+
+def mark_case(conn: sa.Connection, rating_id: int) -> None:
+    """A change of whether ``rating_id`` counts: its day, and the day of every other evaluation
+    of its case (which of them stands may change), and its ticket's due day."""
+    case = sa.select(ratings.c.record_id).where(ratings.c.id == rating_id).scalar_subquery()
+    moments = conn.execute(
+        sa.select(ratings.c.submitted_at).where(
+            sa.or_(ratings.c.id == rating_id, ratings.c.record_id == case)
+        )
+    ).scalars()
+    due = conn.execute(
+        sa.select(tickets.c.due_at).where(tickets.c.rating_id == rating_id)
+    ).scalars()
+    mark(conn, *moments, *due)
+
+
+# --- counting a day ------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    name: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    dimensions: dict[str, list[int]] = field(default_factory=dict)  # dimension → [rated, sum]
+
+
+GroupKey = tuple[str, str, str, str]  # kind, key, department, district
+
+
+def case_groups(case: sa.RowMapping) -> Iterator[tuple[str, str, str]]:
+    """The (kind, key, name) groups a case counts in. A case with no clerk has no clerk group;
+    a ticket with no case (an unsolicited bad review, assigned) only its department's."""
+    if case["department"]:
+        yield "department", case["department"], case["department"]
+    if case["item_code"]:
+        yield "item", case["item_code"], case["item_name"]
+    if case["district"]:
+        yield "district", case["district"], case["district"]
+    if case["hall"]:
+        yield "hall", case["hall"], case["hall"]
+        window = f"{case['hall']}/{case['window']}"
+        yield "window", window, window
+    if case["clerk"]:
+        yield "clerk", case["clerk"], case["clerk"]
+
+
+class Day:
+    """The groups of one day being counted."""
+
+    def __init__(self) -> None:
+        self.groups: dict[GroupKey, Group] = {}
+
+    def _groups(self, row: sa.RowMapping, channel: str | None) -> list[Group]:
+        found = []
+        has_case = row["department"] is not None
+        department = row["department"] or ""
+        district = row["district"] or ""
+        pairs: list[tuple[str, str, str]] = list(case_groups(row)) if has_case else []
+        if channel is not None:
+            pairs.append(("channel", channel, channel))
+        for kind, key, name in pairs:
+            group_key = (kind, key, department, district)
+            group = self.groups.get(group_key)
+            if group is None:
+                group = self.groups[group_key] = Group(name)
+            found.append(group)
+        return found
+
+    def add_rating(self, row: sa.RowMapping, levels: Mapping[str, int]) -> None:
+        level = int(row["level"])
+        counted = bool(row["stands"])
+        rerated = row["evaluation_count"] == 2 and row["department"] is not None
+        for group in self._groups(row, row["channel"]):
+            if counted:
+                group.counts["counted"] += 1
+                group.counts[f"level_{level}"] += 1
+                group.counts["level_sum"] += level
+                for dimension, value in levels.items():
+                    pair = group.dimensions.setdefault(dimension, [0, 0])
+                    pair[0] += 1
+                    pair[1] += value
+            if rerated:
+                group.counts["rerated"] += 1
+                group.counts["rerated_good"] += is_good(level)
+
+    def add(self, row: sa.RowMapping, counter: str, amount: int = 1) -> None:
+        """A ticket's, an invitation's or a callback's count, for its case's groups."""
+        if row["department"] is None:
+            return
+        for group in self._groups(row, None):
+            group.counts[counter] += amount
+
+
+def count_day(conn: sa.Connection, day: date, zone: str, evaluation: Evaluation) -> Day:
+    """One local day's figures, counted from the raw rows."""
+    start, end = day_bounds(day, zone)
+    counted = Day()
+    joined = ratings.outerjoin(records, records.c.id == ratings.c.record_id)
+    on_day = sa.and_(countable(), ratings.c.submitted_at >= start, ratings.c.submitted_at < end)
+    levels: dict[int, dict[str, int]] = defaultdict(dict)
+    for rating_id, dimension, level in conn.execute(
+        sa.select(dimensions.c.rating_id, dimensions.c.dimension, dimensions.c.level)
+        .join(ratings, ratings.c.id == dimensions.c.rating_id)
+        .where(on_day)
+    ):
+        levels[rating_id][dimension] = level
+    for row in conn.execute(
+        sa.select(
+            ratings.c.id,
+            ratings.c.level,
+            ratings.c.evaluation_count,
+            ratings.c.channel,
+            *CASE_COLUMNS,
+            sa.case((ratings.c.record_id.is_(None), sa.true()), else_=stands(evaluation)).label(
+                "stands"
+            ),
+        )
+        .select_from(joined)
+        .where(on_day)
+    ).mappings():
+        counted.add_rating(row, levels.get(row["id"], {}))
+    # A bad review's ticket counts where its review could (not excluded, not flagged), for the
+    # department that holds it.
+    ticket_case = [c for c in CASE_COLUMNS if c.name != "department"]
+    for row in conn.execute(
+        sa.select(tickets.c.due_at, tickets.c.responded_at, tickets.c.department, *ticket_case)
+        .select_from(tickets)
+        .join(records, records.c.id == tickets.c.record_id, isouter=True)
+        .join(ratings, ratings.c.id == tickets.c.rating_id)
+        .where(
+            tickets.c.due_at >= start,
+            tickets.c.due_at < end,
+            ratings.c.excluded_at.is_(None),
+            ratings.c.flagged.is_(sa.false()),
+        )
+    ).mappings():
+        counted.add(row, "tickets_due")
+        on_time = row["responded_at"] is not None and row["responded_at"] <= row["due_at"]
+        counted.add(row, "tickets_on_time", int(on_time))
+    for row in conn.execute(
+        sa.select(*CASE_COLUMNS)
+        .select_from(invitations.join(records, records.c.id == invitations.c.record_id))
+        .where(
+            invitations.c.sent_at >= start,
+            invitations.c.sent_at < end,
+            ~sa.exists().where(  # a callback's call is not an invitation
+                call_attempts.c.invitation_id == invitations.c.id,
+                call_attempts.c.purpose == "callback",
+            ),
+        )
+    ).mappings():
+        counted.add(row, "invitations")
+    for row in conn.execute(
+        sa.select(*CASE_COLUMNS)
+        .select_from(
+            call_attempts.join(invitations, invitations.c.id == call_attempts.c.invitation_id).join(
+                records, records.c.id == invitations.c.record_id
+            )
+        )
+        .where(
+            call_attempts.c.purpose == "callback",
+            call_attempts.c.attempt == 1,  # a callback, however many tries it takes
+            call_attempts.c.started_at >= start,
+            call_attempts.c.started_at < end,
+        )
+    ).mappings():
+        counted.add(row, "callbacks")
+    return counted
+
+
+def write_day(conn: sa.Connection, day: date, counted: Day) -> None:
+    """Replace the day's rollup rows with ``counted``."""
+    for table in (result_counts, result_dimensions):
+        conn.execute(sa.delete(table).where(table.c.grain == "day", table.c.day == day))
+    count_rows = []
+    dimension_rows = []
+    for (kind, key, department, district), group in counted.groups.items():
+        where = {
+            "grain": "day",
+            "day": day,
+            "kind": kind,
+            "key": key,
+            "department": department,
+            "district": district,
+        }
+        count_rows.append({**where, "name": group.name, **group.counts})
+        for dimension, (rated, total) in group.dimensions.items():
+            dimension_rows.append(
+                {**where, "dimension": dimension, "rated": rated, "level_sum": total}
+            )
+    if count_rows:
+        conn.execute(sa.insert(result_counts), count_rows)
+    if dimension_rows:
+        conn.execute(sa.insert(result_dimensions), dimension_rows)
+
+
+def write_month(conn: sa.Connection, first: date) -> None:
+    """A month's rollup rows, summed from its days' rows."""
+    following = (first + timedelta(days=32)).replace(day=1)
+    for table, keys, sums in (
+        (result_counts, ("kind", "key", "department", "district"), COUNTERS),
+        (
+            result_dimensions,
+            ("kind", "key", "department", "district", "dimension"),
+            ("rated", "level_sum"),
+        ),
+    ):
+        conn.execute(sa.delete(table).where(table.c.grain == "month", table.c.day == first))
+        extra = ("name",) if table is result_counts else ()
+        columns = [table.c[k] for k in keys]
+        select = (
+            sa.select(
+                sa.literal("month").label("grain"),
+                sa.literal(first, sa.Date).label("day"),
+                *columns,
+                *[sa.func.max(table.c[e]).label(e) for e in extra],
+                *[sa.func.sum(table.c[s]).label(s) for s in sums],
+            )
+            .where(table.c.grain == "day", table.c.day >= first, table.c.day < following)
+            .group_by(*columns)
+        )
+        conn.execute(sa.insert(table).from_select(["grain", "day", *keys, *extra, *sums], select))
+
+
+def recount(conn: sa.Connection, days: Iterable[date], zone: str, evaluation: Evaluation) -> int:
+    """Count ``days`` again from the raw rows, then their months. The number of days."""
+    days = sorted(set(days))
+    for day in days:
+        write_day(conn, day, count_day(conn, day, zone, evaluation))
+    for first in sorted({d.replace(day=1) for d in days}):
+        write_month(conn, first)
+    return len(days)
+
+
+def rebuild(rt: Runtime, first: date, last: date) -> int:
+    """``ratebot stats rebuild``: recount every day from ``first`` to ``last``, a transaction per
+    month. The number of days."""
+    done = 0
+    day = first
+    while day <= last:
+        following = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        month = [
+            day + timedelta(days=n)
+            for n in range((min(following, last + timedelta(days=1)) - day).days)
+        ]
+        with rt.db.begin() as conn:
+            done += recount(conn, month, rt.settings.timezone, rt.settings.results_evaluation)
+        day = following
+    return done
+
+
+def run_due(rt: Runtime) -> int:
+    """One worker pass: recount the marked days, then drop the marks read. One worker at a
+    time (an advisory lock on PostgreSQL; SQLite has one writer anyway). The days recounted."""
+    with rt.db.begin() as conn:
+        if (
+            conn.dialect.name == "postgresql"
+            and not conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK}
+            ).scalar()
+        ):
+            return 0
+        marks = conn.execute(
+            sa.select(result_changes.c.id, result_changes.c.at)
+            .order_by(result_changes.c.id)
+            .limit(BATCH)
+        ).all()
+        if not marks:
+            return 0
+        zone = rt.settings.timezone
+        days = recount(
+            conn, (local_day(at, zone) for _, at in marks), zone, rt.settings.results_evaluation
+        )
+        conn.execute(
+            sa.delete(result_changes).where(result_changes.c.id.in_([i for i, _ in marks]))
+        )
+    metrics.RESULT_DAYS_RECOUNTED.inc(days)
+    log.debug("recounted %d day(s) for %d change(s)", days, len(marks))
+    return days
