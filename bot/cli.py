@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 from uuid import uuid4
 
 from pydantic import ValidationError
@@ -78,6 +79,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
     settings = _settings()
     database.upgrade(settings.database_url, args.revision)
     print(f"database at revision {args.revision}")
+
+
+def cmd_stats_rebuild(args: argparse.Namespace) -> None:
+    from bot.results import rollups
+
+    settings = _settings()
+    days = rollups.rebuild(
+        database.create_db_engine(settings.database_url), settings, args.since, args.until
+    )
+    print(f"recounted {days} day(s) from the raw ratings")
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
@@ -371,6 +382,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --role department: a department whose tickets the key acts on (repeat)",
     )
     create.set_defaults(func=cmd_apikey_create)
+
+    stats = commands.add_parser("stats", help="the statistics' rollups").add_subparsers(
+        dest="action", required=True
+    )
+    rebuild = stats.add_parser(
+        "rebuild",
+        help="recount the rollups from the raw ratings",
+        description="Recount every day's rollups from the raw ratings (the worker keeps them "
+        "up to date by itself; this is for a restore or a change of counting rules). Days are "
+        "local to RATEBOT_TIMEZONE. "
+        "Example: ratebot stats rebuild --from 2026-11-01 --to 2026-11-30",
+    )
+    rebuild.add_argument(
+        "--from",
+        dest="since",
+        type=date.fromisoformat,
+        help="first local day (default: the first rating's)",
+    )
+    rebuild.add_argument(
+        "--to", dest="until", type=date.fromisoformat, help="last local day (default: today)"
+    )
+    rebuild.set_defaults(func=cmd_stats_rebuild)
 
     db = commands.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")

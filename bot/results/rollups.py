@@ -26,6 +26,8 @@ import sqlalchemy as sa
 from bot import metrics
 from bot.results.counting import Evaluation, countable, day_bounds, is_good, local_day, stands
 from bot.runtime import Runtime
+from bot.settings import Settings
+from storage.models import utcnow
 from storage.tables import (
     call_attempts,
     dimensions,
@@ -315,19 +317,27 @@ def recount(conn: sa.Connection, days: Iterable[date], zone: str, evaluation: Ev
     return len(days)
 
 
-def rebuild(rt: Runtime, first: date, last: date) -> int:
-    """``ratebot stats rebuild``: recount every day from ``first`` to ``last``, a transaction per
-    month. The number of days."""
+def rebuild(db: sa.Engine, settings: Settings, first: date | None, last: date | None) -> int:
+    """``ratebot stats rebuild``: recount every day from ``first`` (default: the first rating's)
+    to ``last`` (default: today), a transaction per month. The number of days."""
+    zone = settings.timezone
+    if first is None:
+        with db.connect() as conn:
+            earliest = conn.execute(sa.select(sa.func.min(ratings.c.submitted_at))).scalar()
+        first = local_day(earliest, zone) if earliest else date.today()
+    last = last or local_day(utcnow(), zone)
     done = 0
     day = first
     while day <= last:
         following = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-        month = [
-            day + timedelta(days=n)
-            for n in range((min(following, last + timedelta(days=1)) - day).days)
-        ]
-        with rt.db.begin() as conn:
-            done += recount(conn, month, rt.settings.timezone, rt.settings.results_evaluation)
+        end = min(following, last + timedelta(days=1))
+        with db.begin() as conn:
+            done += recount(
+                conn,
+                [day + timedelta(days=n) for n in range((end - day).days)],
+                zone,
+                settings.results_evaluation,
+            )
         day = following
     return done
 

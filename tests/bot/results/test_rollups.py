@@ -98,7 +98,7 @@ def oracle(h: Harness, evaluation: str = "latest") -> dict[tuple[date, str], tup
 
 
 def rebuild_all(h: Harness) -> None:
-    rollups.rebuild(h.rt, date(2026, 11, 1), date(2026, 12, 31))
+    rollups.rebuild(h.rt.db, h.rt.settings, date(2026, 11, 1), date(2026, 12, 31))
 
 
 async def mixed_history(h: Harness) -> None:
@@ -135,7 +135,9 @@ async def mixed_history(h: Harness) -> None:
     with h.rt.db.connect() as conn:
         flag_id = conn.execute(sa.select(flags.c.id)).scalar_one()
     cleared = await h.client.post(
-        f"/api/v1/flags/{flag_id}/decide", json={"confirmed": False, "note": "本人"}, headers=reviewer
+        f"/api/v1/flags/{flag_id}/decide",
+        json={"confirmed": False, "note": "本人"},
+        headers=reviewer,
     )
     assert cleared.status_code == 200, cleared.text
     # A second bad review, appealed as malicious and upheld: out of the statistics.
@@ -151,7 +153,9 @@ async def mixed_history(h: Harness) -> None:
         appeal_id = conn.execute(sa.text("SELECT id FROM appeals")).scalar_one()
     await worker.run_due(h.rt)
     upheld = await h.client.post(
-        f"/api/v1/appeals/{appeal_id}/decide", json={"upheld": True, "note": "核实"}, headers=reviewer
+        f"/api/v1/appeals/{appeal_id}/decide",
+        json={"upheld": True, "note": "核实"},
+        headers=reviewer,
     )
     assert upheld.status_code == 200, upheld.text
 

@@ -1,0 +1,331 @@
+"""Statistics and rankings, read from the rollups (``bot.results.rollups``), never from a scan of
+the ratings: the full months of a range from the month rows, its other days from the day rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from bot.results.rollups import COUNTERS
+from bot.results.scoring import ResultsRules, bottom, parts, percent, rank, score
+from storage.tables import result_counts, result_dimensions
+
+GroupBy = Literal[
+    "department", "item", "district", "hall", "window", "clerk", "channel", "day", "month"
+]
+RankBy = Literal["department", "item", "district", "hall", "window", "clerk"]
+MAX_DAYS = 400  # a per-day query's longest range
+STREAK_LOOKBACK = 24  # periods looked back for a bottom streak
+
+
+class BadPeriod(ValueError):
+    """A period, range or grouping that cannot be read (422)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A month (2026-11), a quarter (2026Q4) or a year (2026)."""
+
+    label: str
+    first: date
+    last: date
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        if m := re.fullmatch(r"(\d{4})-(\d{2})", text):
+            year, month = int(m[1]), int(m[2])
+            if not 1 <= month <= 12:
+                raise BadPeriod(f"period {text!r}: no month {month}")
+            return cls._months(text, year, month, 1)
+        if m := re.fullmatch(r"(\d{4})Q([1-4])", text):
+            return cls._months(text, int(m[1]), 3 * int(m[2]) - 2, 3)
+        if m := re.fullmatch(r"(\d{4})", text):
+            return cls._months(text, int(m[1]), 1, 12)
+        raise BadPeriod(f"period {text!r}: write 2026-11, 2026Q4 or 2026")
+
+    @classmethod
+    def _months(cls, label: str, year: int, month: int, count: int) -> Period:
+        if not 2000 <= year <= 2100:
+            raise BadPeriod(f"period {label!r}: year {year} is out of range")
+        first = date(year, month, 1)
+        following = _add_months(first, count)
+        return cls(label, first, following - timedelta(days=1))
+
+    def previous(self) -> Period:
+        before = self.first - timedelta(days=1)
+        if re.fullmatch(r"\d{4}-\d{2}", self.label):
+            return Period.parse(f"{before.year}-{before.month:02d}")
+        if "Q" in self.label:
+            return Period.parse(f"{before.year}Q{(before.month - 1) // 3 + 1}")
+        return Period.parse(str(before.year))
+
+
+def _add_months(day: date, count: int) -> date:
+    month = day.month - 1 + count
+    return date(day.year + month // 12, month % 12 + 1, 1)
+
+
+def check_range(first: date, last: date, group_by: str) -> None:
+    if first > last:
+        raise BadPeriod(f"from {first} is after to {last}")
+    if group_by == "day" and (last - first).days + 1 > MAX_DAYS:
+        raise BadPeriod(
+            f"a per-day query covers at most {MAX_DAYS} days, not {(last - first).days + 1}"
+        )
+
+
+def _spans(first: date, last: date) -> Iterator[tuple[str, date, date]]:
+    """The range as (grain, from, to) pieces: its full months as months, the rest as days."""
+    day = first
+    while day <= last:
+        following = _add_months(day.replace(day=1), 1)
+        end = min(following - timedelta(days=1), last)
+        if day.day == 1 and end == following - timedelta(days=1):
+            yield "month", day, day
+        else:
+            yield "day", day, end
+        day = end + timedelta(days=1)
+
+
+def _in_range(
+    table: sa.Table, first: date, last: date, *, days_only: bool
+) -> sa.ColumnElement[bool]:
+    if days_only:
+        return sa.and_(table.c.grain == "day", table.c.day >= first, table.c.day <= last)
+    return sa.or_(
+        *(
+            sa.and_(table.c.grain == grain, table.c.day >= start, table.c.day <= end)
+            for grain, start, end in _spans(first, last)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a caller may see and asked for: ``departments`` None is every department."""
+
+    departments: frozenset[str] | None = None
+    department: str | None = None
+    district: str | None = None
+
+    def where(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        found: list[sa.ColumnElement[bool]] = []
+        if self.departments is not None:
+            found.append(table.c.department.in_(sorted(self.departments)))
+        if self.department is not None:
+            found.append(table.c.department == self.department)
+        if self.district is not None:
+            found.append(table.c.district == self.district)
+        return found
+
+
+def figures(row: Mapping[str, Any], dimensions: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    """A group's figures from its summed counters."""
+    counted = int(row["counted"])
+    levels = {str(n): int(row[f"level_{n}"]) for n in range(1, 6)}
+    good = levels["3"] + levels["4"] + levels["5"]
+    bad = levels["1"] + levels["2"]
+    out: dict[str, Any] = {
+        "counted": counted,
+        "levels": levels,
+        "good": good,
+        "bad": bad,
+        "good_rate": _round(percent(good, counted)),
+        "bad_rate": _round(percent(bad, counted)),
+        "average": None if counted == 0 else round(int(row["level_sum"]) / counted, 3),
+        "dimensions": {
+            d: round(total / rated, 3) for d, (rated, total) in sorted(dimensions.items()) if rated
+        },
+    }
+    for name in (
+        "tickets_due",
+        "tickets_on_time",
+        "rerated",
+        "rerated_good",
+        "callbacks",
+        "invitations",
+    ):
+        out[name] = int(row[name])
+    out["on_time_rate"] = _round(percent(out["tickets_on_time"], out["tickets_due"]))
+    out["rerated_good_rate"] = _round(percent(out["rerated_good"], out["rerated"]))
+    out["response_rate"] = _round(percent(counted, out["invitations"]))
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def group_stats(
+    conn: sa.Connection, group_by: GroupBy, first: date, last: date, scope: Scope
+) -> list[dict[str, Any]]:
+    """``GET /api/v1/stats``: each group's figures over ``first``..``last`` (local days)."""
+    check_range(first, last, group_by)
+    by_time = group_by in ("day", "month")
+    kind = "district" if by_time else group_by  # every rating with a case is in one district row
+
+    def key_of(row: sa.RowMapping) -> str:
+        if group_by == "day":
+            return str(row["day"].isoformat())
+        if group_by == "month":
+            return str(row["day"].strftime("%Y-%m"))
+        return str(row["key"])
+
+    days_only = group_by == "day"
+    rows = _summed(conn, result_counts, kind, first, last, scope, by_time, days_only, COUNTERS)
+    dims = _summed(
+        conn,
+        result_dimensions,
+        kind,
+        first,
+        last,
+        scope,
+        by_time,
+        days_only,
+        ("rated", "level_sum"),
+    )
+    groups: dict[str, dict[str, Any]] = {}
+    names: dict[str, str] = {}
+    for row in rows:
+        key = key_of(row)
+        total = groups.setdefault(key, dict.fromkeys(COUNTERS, 0))
+        for name in COUNTERS:
+            total[name] += int(row[name])
+        names[key] = key if by_time else row["name"]
+    dimensions: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in dims:
+        key = key_of(row)
+        rated, level_sum = dimensions.setdefault(key, {}).get(row["dimension"], (0, 0))
+        dimensions[key][row["dimension"]] = (
+            rated + int(row["rated"]),
+            level_sum + int(row["level_sum"]),
+        )
+    order = sorted(groups) if by_time else sorted(groups, key=lambda k: (-groups[k]["counted"], k))
+    return [
+        {"key": key, "name": names[key], **figures(groups[key], dimensions.get(key, {}))}
+        for key in order
+    ]
+
+
+def _summed(
+    conn: sa.Connection,
+    table: sa.Table,
+    kind: str,
+    first: date,
+    last: date,
+    scope: Scope,
+    by_time: bool,
+    days_only: bool,
+    sums: Iterable[str],
+) -> list[sa.RowMapping]:
+    """The counters of ``kind``'s rows in the range and scope, summed per key (or per day)."""
+    keys = [table.c.day] if by_time else [table.c.key]
+    if table is result_dimensions:
+        keys.append(table.c.dimension)
+    extra = (
+        [] if by_time or table is result_dimensions else [sa.func.max(table.c.name).label("name")]
+    )
+    query = (
+        sa.select(*keys, *extra, *[sa.func.sum(table.c[s]).label(s) for s in sums])
+        .where(
+            table.c.kind == kind,
+            _in_range(table, first, last, days_only=days_only),
+            *scope.where(table),
+        )
+        .group_by(*keys)
+    )
+    return list(conn.execute(query).mappings())
+
+
+# --- rankings ------------------------------------------------------------------------------------
+
+
+def ranking(
+    conn: sa.Connection,
+    by: RankBy,
+    period: Period,
+    rules: ResultsRules,
+    *,
+    district: str | None = None,
+) -> dict[str, Any]:
+    """A period's ranking: rank, key, name, counted, 好评率, 差评率, the score and its parts, the
+    previous period's rank and the change, the bottom streak; groups under the minimum sample
+    apart."""
+    scope = Scope(district=district)
+    ranked, too_few = _ranked(conn, by, period, rules, scope)
+    ranks = rank([(key, row["score"]) for key, row in ranked.items()])
+    previous = _ranked(conn, by, period.previous(), rules, scope)[0]
+    previous_ranks = rank([(key, row["score"]) for key, row in previous.items()])
+    streaks = _bottom_streaks(conn, by, period, rules, scope, ranks)
+    rows = []
+    for key in sorted(ranks, key=lambda k: (ranks[k], k)):
+        row = ranked[key]
+        before = previous_ranks.get(key)
+        rows.append(
+            {
+                "rank": ranks[key],
+                **row,
+                "previous_rank": before,
+                "change": None if before is None else before - ranks[key],
+                "bottom_streak": streaks.get(key, 0),
+            }
+        )
+    return {
+        "period": period.label,
+        "by": by,
+        "from": period.first.isoformat(),
+        "to": period.last.isoformat(),
+        "rules": rules.model_dump(),
+        "ranked": rows,
+        "too_few_ratings": sorted(too_few.values(), key=lambda r: (-r["counted"], r["key"])),
+    }
+
+
+def _ranked(
+    conn: sa.Connection, by: RankBy, period: Period, rules: ResultsRules, scope: Scope
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    ranked: dict[str, dict[str, Any]] = {}
+    too_few: dict[str, dict[str, Any]] = {}
+    for group in group_stats(conn, by, period.first, period.last, scope):
+        of = parts(group)
+        row = {
+            "key": group["key"],
+            "name": group["name"],
+            "counted": group["counted"],
+            "good_rate": group["good_rate"],
+            "bad_rate": group["bad_rate"],
+            "score": score(rules, of),
+            "parts": {name: _round(value) for name, value in of.items()},
+        }
+        (ranked if group["counted"] >= rules.min_sample else too_few)[group["key"]] = row
+    return ranked, too_few
+
+
+def _bottom_streaks(
+    conn: sa.Connection,
+    by: RankBy,
+    period: Period,
+    rules: ResultsRules,
+    scope: Scope,
+    ranks: Mapping[str, int],
+) -> dict[str, int]:
+    """Periods in a row, ending with this one, each group spent in the bottom N."""
+    streaks = {key: 1 for key in bottom(ranks, rules.bottom)}
+    still = set(streaks)
+    earlier = period
+    for _ in range(STREAK_LOOKBACK):
+        if not still:
+            break
+        earlier = earlier.previous()
+        ranked = _ranked(conn, by, earlier, rules, scope)[0]
+        there = bottom(rank([(k, r["score"]) for k, r in ranked.items()]), rules.bottom)
+        still &= there
+        for key in still:
+            streaks[key] += 1
+    return streaks
