@@ -17,7 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import worker
 from bot.cases import routes as cases
+from bot.results import export_routes, upstream_routes
 from bot.results import routes as results
+from bot.results.national import check_codes
+from bot.results.scoring import results_rules
 from bot.rewards import gate, halls, page
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -44,6 +47,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rules_for(settings.tickets_file, settings.timezone)  # a bad tickets file stops the start
+        results_rules(settings.results_file)  # so does a bad results file
+        check_codes(settings.results_codes)  # a channel with no national code stops the start
         rt = Runtime.from_settings(settings, clock=clock)
         app.state.runtime = rt
         stop = asyncio.Event()
@@ -73,10 +78,12 @@ def create_app(
     app.include_router(wechat.router)  # its lifespan builds and closes the WeChat client
     app.include_router(cases.router)
     app.include_router(results.router)
+    app.include_router(upstream_routes.router)  # its lifespan checks the profile's code tables
     app.include_router(tickets.router)
     app.include_router(halls.router)  # its lifespan loads RATEBOT_HALLS_FILE
     app.include_router(gate.router)
     app.include_router(page.router)
+    app.include_router(export_routes.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -36,3 +36,12 @@ FLAGS = Counter("ratebot_flags_total", "Ratings flagged by a fraud rule", ["rule
 RESULT_DAYS_RECOUNTED = Counter(
     "ratebot_result_days_recounted_total", "Days whose rollups the worker counted again"
 )
+
+# The push upward (上报).
+UPSTREAM_SENT = Counter("ratebot_upstream_sent_total", "Outbox items the upstream platform took")
+UPSTREAM_FAILURES = Counter(
+    "ratebot_upstream_failures_total", "Failed pushes (an error, a timeout, a status not 2xx)"
+)
+UPSTREAM_DEAD = Gauge(
+    "ratebot_upstream_dead", "Outbox items dead after their last attempt (the worker counts)"
+)

@@ -23,6 +23,11 @@ from storage.models import utcnow
 from storage.privacy import Privacy
 from storage.state import conversation_store_from_url
 
+# An execution option on every connection of a deployment that pushes its ratings upward
+# (RATEBOT_UPSTREAM_URL set): its settings, so that bot.results.upstream.enqueue can write the
+# outbox row inside any act's transaction; absent, enqueue returns before any query.
+UPSTREAM = "ratebot_upstream"
+
 
 def wechat_client(settings: Settings) -> RatebotWeChatClient:
     """The official account's API client (needs the AppID and AppSecret)."""
@@ -77,9 +82,12 @@ class Runtime:
             senders["wechat"] = WeChatSender(wechat_client(settings))
         else:
             senders["wechat"] = ConsoleSender("wechat")
+        db = create_db_engine(settings.database_url)
+        if settings.upstream_url:
+            db.update_execution_options(**{UPSTREAM: settings})
         return cls(
             settings=settings,
-            db=create_db_engine(settings.database_url),
+            db=db,
             store=conversation_store_from_url(settings.redis_url),
             survey=load_survey(settings.survey_path),
             privacy=Privacy(settings.secret_key),

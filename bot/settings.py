@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     results_evaluation: Literal["latest", "first"] = "latest"
     results_file: Path | None = None
     results_codes: Literal["provincial", "gbt39046"] = "provincial"  # bot/results/codes/
+    # The push upward (上报, bot/results/upstream.py): no URL, nothing is written or sent.
+    upstream_url: str | None = None
+    upstream_secret: str | None = None  # the HMAC-SHA256 key every body is signed with
+    upstream_profile: Literal["national", "provincial"] = "national"  # the body's field names
+    upstream_attempts: int = Field(default=8, ge=1, le=30)  # counting the first
+    upstream_backoff_seconds: float = Field(default=60, gt=0)  # before the first retry; doubles
+    upstream_timeout_seconds: float = Field(default=10, gt=0, le=120)  # a whole request
     worker_interval_seconds: float = Field(default=5, gt=0)
     run_worker: bool = (
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
@@ -123,6 +130,8 @@ class Settings(BaseSettings):
         "wechat_secret",
         "wechat_api_url",
         "wechat_template_id",
+        "upstream_url",
+        "upstream_secret",
     )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
@@ -221,6 +230,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
         if self.wechat_secret and not self.wechat_appid:
             raise ValueError("RATEBOT_WECHAT_SECRET needs RATEBOT_WECHAT_APPID")
+        return self
+
+    @model_validator(mode="after")
+    def _upstream_signed(self) -> Settings:
+        if self.upstream_url is None:
+            return self
+        if not self.upstream_url.startswith(("http://", "https://")):
+            raise ValueError("RATEBOT_UPSTREAM_URL must be an http:// or https:// URL")
+        if not self.upstream_secret:
+            raise ValueError(
+                "RATEBOT_UPSTREAM_SECRET is required with RATEBOT_UPSTREAM_URL (every push is "
+                "signed with it, HMAC-SHA256), e.g. "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
         return self
 
     @property

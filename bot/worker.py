@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.cases import calls, feedback
 from bot.cases.invitations import dispatch_invitation, send_reminder, send_voucher
 from bot.conversation.turn import Conversations, load_session, split_key
-from bot.results import rollups
+from bot.results import rollups, upstream
 from bot.rewards.vouchers import expire_due
 from bot.runtime import Runtime
 from bot.tickets import jobs as tickets
@@ -49,6 +49,7 @@ async def run_due(rt: Runtime) -> int:
     expired_vouchers = await run_in_threadpool(_expire_vouchers, rt, now)
     ticket_changes = await run_in_threadpool(tickets.run_due, rt, now)
     recounted = await run_in_threadpool(rollups.run_due, rt)
+    pushed = await upstream.deliver_due(rt)
     return (
         len(invitations)
         + len(reminders)
@@ -57,6 +58,7 @@ async def run_due(rt: Runtime) -> int:
         + expired_vouchers
         + ticket_changes
         + recounted
+        + pushed
         + told
     )
 

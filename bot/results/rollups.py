@@ -9,8 +9,9 @@ in, and deletes the marks it read. ``ratebot stats rebuild`` recounts a range of
 way: the figures are always what a count of the raw rows gives, within one worker pass.
 
 A day's groups: a rating with a case counts for its department, item, district, hall, window
-and clerk, and for its channel; one with no case for its channel only. Each row is split by
-department and district, so that either filters any grouping.
+and clerk, for its channel, and in the day's whole (kind ``all``); one with no case for its
+channel only. Each row but the whole is split by department and district, so that either
+filters any grouping.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -43,7 +46,7 @@ from storage.tables import (
 log = logging.getLogger("ratebot.results")
 
 CASE_KINDS = ("department", "item", "district", "hall", "window", "clerk")
-KINDS = (*CASE_KINDS, "channel")
+KINDS = (*CASE_KINDS, "channel", "all")
 COUNTERS = (
     "counted",
     "level_1",
@@ -143,7 +146,10 @@ class Day:
         pairs: list[tuple[str, str, str]] = list(case_groups(row)) if has_case else []
         if channel is not None:
             pairs.append(("channel", channel, channel))
-        for kind, key, name in pairs:
+        keys = [(kind, key, department, district, name) for kind, key, name in pairs]
+        if has_case:  # the whole: one row a day, for the totals by day and month
+            keys.append(("all", "", "", "", ""))
+        for kind, key, department, district, name in keys:
             group_key = (kind, key, department, district)
             group = self.groups.get(group_key)
             if group is None:
@@ -253,15 +259,17 @@ def count_day(conn: sa.Connection, day: date, zone: str, evaluation: Evaluation)
     return counted
 
 
-def write_day(conn: sa.Connection, day: date, counted: Day) -> None:
-    """Replace the day's rollup rows with ``counted``."""
-    for table in (result_counts, result_dimensions):
-        conn.execute(sa.delete(table).where(table.c.grain == "day", table.c.day == day))
-    count_rows = []
-    dimension_rows = []
+KEYS = ("grain", "day", "kind", "key", "department", "district")
+
+
+def _rows(
+    day: date, counted: Day, grain: str = "day"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    count_rows: list[dict[str, Any]] = []
+    dimension_rows: list[dict[str, Any]] = []
     for (kind, key, department, district), group in counted.groups.items():
         where = {
-            "grain": "day",
+            "grain": grain,
             "day": day,
             "kind": kind,
             "key": key,
@@ -273,14 +281,120 @@ def write_day(conn: sa.Connection, day: date, counted: Day) -> None:
             dimension_rows.append(
                 {**where, "dimension": dimension, "rated": rated, "level_sum": total}
             )
-    if count_rows:
-        conn.execute(sa.insert(result_counts), count_rows)
-    if dimension_rows:
-        conn.execute(sa.insert(result_dimensions), dimension_rows)
+    return count_rows, dimension_rows
+
+
+@cache
+def _insert_statement(table: sa.Table, dialect: str, add: bool) -> sa.TextClause:
+    """One INSERT of many rows, compiled once: on PostgreSQL the rows go as one array a column
+    (``unnest``: one statement, one round trip); on SQLite, executemany in process. ``add``: a
+    row that exists has the counters added to it."""
+    columns = [c.name for c in table.columns]
+    if dialect == "postgresql":
+
+        def array(column: sa.Column[Any]) -> str:
+            kind = "date" if isinstance(column.type, sa.Date) else "text"
+            kind = "integer" if isinstance(column.type, sa.Integer) else kind
+            return f"CAST(:{column.name} AS {kind}[])"
+
+        # The table's own column names only: nothing here comes from a request.
+        source = f"SELECT * FROM unnest({', '.join(array(table.c[c]) for c in columns)})"  # noqa: S608
+    else:
+        source = "VALUES (" + ", ".join(f":{c}" for c in columns) + ")"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) {source}"
+    if add:
+        keys = [c.name for c in table.primary_key.columns]
+        sums = [c for c in columns if c not in keys and c != "name"]
+        changes = [f"{c} = {table.name}.{c} + excluded.{c}" for c in sums]
+        if "name" in columns:
+            changes.append("name = excluded.name")
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(changes)}"
+    return sa.text(sql)
+
+
+def _insert(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, add: bool = False
+) -> None:
+    """Write ``rows`` into a rollup table (a row a statement cost half a millisecond each)."""
+    if not rows:
+        return
+    statement = _insert_statement(table, conn.dialect.name, add)
+    if conn.dialect.name == "postgresql":
+        conn.execute(statement, {c.name: [row[c.name] for row in rows] for c in table.columns})
+    else:
+        conn.execute(statement, rows)
+
+
+def _read_day(conn: sa.Connection, day: date) -> Day:
+    """The day's rollup rows as they stand."""
+    found = Day()
+    for row in conn.execute(
+        sa.select(result_counts).where(result_counts.c.grain == "day", result_counts.c.day == day)
+    ).mappings():
+        key = (row["kind"], row["key"], row["department"], row["district"])
+        found.groups[key] = Group(row["name"], {c: int(row[c]) for c in COUNTERS})
+    for row in conn.execute(
+        sa.select(result_dimensions).where(
+            result_dimensions.c.grain == "day", result_dimensions.c.day == day
+        )
+    ).mappings():
+        key = (row["kind"], row["key"], row["department"], row["district"])
+        found.groups.setdefault(key, Group(row["key"])).dimensions[row["dimension"]] = [
+            int(row["rated"]),
+            int(row["level_sum"]),
+        ]
+    return found
+
+
+def _change(before: Day, after: Day) -> Day:
+    """What a day's recount changed: ``after`` minus ``before``, group by group."""
+    change = Day()
+    for key in before.groups.keys() | after.groups.keys():
+        old = before.groups.get(key)
+        new = after.groups.get(key)
+        name = (new or old).name  # type: ignore[union-attr]
+        group = Group(name)
+        for counter in COUNTERS:
+            group.counts[counter] = (new.counts[counter] if new else 0) - (
+                old.counts[counter] if old else 0
+            )
+        for dimension in (old.dimensions if old else {}).keys() | (
+            new.dimensions if new else {}
+        ).keys():
+            was = old.dimensions.get(dimension, [0, 0]) if old else [0, 0]
+            now = new.dimensions.get(dimension, [0, 0]) if new else [0, 0]
+            group.dimensions[dimension] = [now[0] - was[0], now[1] - was[1]]
+        change.groups[key] = group
+    return change
+
+
+def write_day(conn: sa.Connection, day: date, counted: Day) -> Day:
+    """Replace the day's rollup rows with ``counted``; what that changed."""
+    before = _read_day(conn, day)
+    for table in (result_counts, result_dimensions):
+        conn.execute(sa.delete(table).where(table.c.grain == "day", table.c.day == day))
+    count_rows, dimension_rows = _rows(day, counted)
+    _insert(conn, result_counts, count_rows)
+    _insert(conn, result_dimensions, dimension_rows)
+    return _change(before, counted)
+
+
+def add_to_month(conn: sa.Connection, day: date, change: Day) -> None:
+    """A day's change, added to its month's rows (a row left at nought is harmless: it counts
+    nothing, and the reads leave it out)."""
+    count_rows, dimension_rows = _rows(day.replace(day=1), change, "month")
+    moved = [r for r in count_rows if any(r[c] for c in COUNTERS)]
+    _insert(conn, result_counts, moved, add=True)
+    _insert(
+        conn,
+        result_dimensions,
+        [r for r in dimension_rows if r["rated"] or r["level_sum"]],
+        add=True,
+    )
 
 
 def write_month(conn: sa.Connection, first: date) -> None:
-    """A month's rollup rows, summed from its days' rows."""
+    """A month's rollup rows, summed afresh from its days' rows (the rebuild)."""
     following = (first + timedelta(days=32)).replace(day=1)
     for table, keys, sums in (
         (result_counts, ("kind", "key", "department", "district"), COUNTERS),
@@ -308,12 +422,11 @@ def write_month(conn: sa.Connection, first: date) -> None:
 
 
 def recount(conn: sa.Connection, days: Iterable[date], zone: str, evaluation: Evaluation) -> int:
-    """Count ``days`` again from the raw rows, then their months. The number of days."""
+    """Count ``days`` again from the raw rows, and add what changed to their months (the
+    worker). The number of days."""
     days = sorted(set(days))
     for day in days:
-        write_day(conn, day, count_day(conn, day, zone, evaluation))
-    for first in sorted({d.replace(day=1) for d in days}):
-        write_month(conn, first)
+        add_to_month(conn, day, write_day(conn, day, count_day(conn, day, zone, evaluation)))
     return len(days)
 
 
@@ -332,12 +445,13 @@ def rebuild(db: sa.Engine, settings: Settings, first: date | None, last: date | 
         following = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
         end = min(following, last + timedelta(days=1))
         with db.begin() as conn:
-            done += recount(
-                conn,
-                [day + timedelta(days=n) for n in range((end - day).days)],
-                zone,
-                settings.results_evaluation,
-            )
+            for n in range((end - day).days):
+                counted = count_day(
+                    conn, day + timedelta(days=n), zone, settings.results_evaluation
+                )
+                write_day(conn, day + timedelta(days=n), counted)
+            write_month(conn, day.replace(day=1))
+            done += (end - day).days
         day = following
     return done
 

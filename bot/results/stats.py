@@ -168,7 +168,10 @@ def group_stats(
     """``GET /api/v1/stats``: each group's figures over ``first``..``last`` (local days)."""
     check_range(first, last, group_by)
     by_time = group_by in ("day", "month")
-    kind = "district" if by_time else group_by  # every rating with a case is in one district row
+    kind: str = group_by
+    if by_time:  # the whole, or — filtered — the rows of the departments or districts asked for
+        filtered = scope.departments is not None or scope.department is not None
+        kind = "department" if filtered else "district" if scope.district is not None else "all"
 
     def key_of(row: sa.RowMapping) -> str:
         if group_by == "day":
@@ -206,6 +209,7 @@ def group_stats(
             rated + int(row["rated"]),
             level_sum + int(row["level_sum"]),
         )
+    groups = {key: total for key, total in groups.items() if any(total.values())}  # not noughts
     order = sorted(groups) if by_time else sorted(groups, key=lambda k: (-groups[k]["counted"], k))
     return [
         {"key": key, "name": names[key], **figures(groups[key], dimensions.get(key, {}))}

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot import metrics
-from bot.results import rollups
+from bot.results import rollups, upstream
 from bot.tickets.acts import TicketNotFound, load
 from bot.tickets.rules import Rules
 from bot.tickets.states import State
@@ -137,6 +137,7 @@ def _exclude(conn: sa.Connection, actor: Actor, rating_id: int, reason: str, now
         .values(excluded_at=now, excluded_reason=reason, excluded_by=actor.name)
     )
     rollups.mark_case(conn, rating_id)
+    upstream.enqueue(conn, rating_id, "counts", now)
     audit.write(
         conn,
         actor,

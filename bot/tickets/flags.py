@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot import metrics
-from bot.results import rollups
+from bot.results import rollups, upstream
 from bot.tickets.appeals import NotPending, require_decider
 from bot.tickets.rules import FraudRules
 from bot.web import audit
@@ -43,6 +43,7 @@ def _flag(conn: sa.Connection, rating_id: int, rule: str, detail: str, now: date
         return None
     conn.execute(sa.update(ratings).where(ratings.c.id == rating_id).values(flagged=True))
     rollups.mark_case(conn, rating_id)
+    upstream.enqueue(conn, rating_id, "counts", now)
     audit.write(
         conn, audit.SYSTEM, "flagged", "flag", flag_id, now, after={"rule": rule}, reason=detail
     )
@@ -168,6 +169,7 @@ def decide(
                 sa.update(ratings).where(ratings.c.id == flag.rating_id).values(flagged=False)
             )
             rollups.mark_case(conn, flag.rating_id)
+            upstream.enqueue(conn, flag.rating_id, "counts", now)
     audit.write(
         conn,
         actor,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from bot import metrics
-from bot.results import rollups
+from bot.results import rollups, upstream
 from bot.tickets import flags
 from bot.tickets.rules import Rules
 from bot.tickets.states import State
@@ -85,6 +85,7 @@ def rating_finished(conn: sa.Connection, rules: Rules, rating_id: int, now: date
         recent_ratings=int(row.recent_ratings or 0) if days else 0,
         now=now,
     )
+    upstream.enqueue(conn, rating_id, "rerating" if row.evaluation_count == 2 else "rating", now)
     if row.evaluation_count == 1 and row.level <= BAD_REVIEW:
         open_ticket(conn, rules, rating_id, row.record_id, row.department, row.problems, now)
     elif row.evaluation_count == 2:
