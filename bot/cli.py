@@ -8,14 +8,20 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 from uuid import uuid4
 
 from pydantic import ValidationError
 from sqlmodel import Session as DbSession
 
+import locales
 from bot.settings import Settings
 from storage import db as database
 from storage.models import utcnow
+
+if TYPE_CHECKING:
+    from bot.results.stats import Period
 
 
 def _settings() -> Settings:
@@ -89,6 +95,62 @@ def cmd_stats_rebuild(args: argparse.Namespace) -> None:
         database.create_db_engine(settings.database_url), settings, args.since, args.until
     )
     print(f"recounted {days} day(s) from the raw ratings")
+
+
+# The report's argument types import the results lazily: every other command starts faster.
+def _report_month(text: str) -> Period:
+    from bot.results.report import month
+    from bot.results.stats import BadPeriod
+
+    try:
+        return month(text)
+    except BadPeriod as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _rank_by(text: str) -> str:
+    from bot.results.stats import RankBy
+
+    if text not in get_args(RankBy):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(get_args(RankBy))}")
+    return text
+
+
+def _report_file(text: str) -> Path:
+    from bot.results.report_files import SUFFIXES
+
+    path = Path(text)
+    if path.suffix.lower() not in SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the report is written as {' or '.join(SUFFIXES)}"
+        )
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Write the month's report for supervisors (ranking, trend, tickets, appeals, flags)."""
+    from bot.results import report, report_files
+    from bot.results.scoring import BadResultsFile, results_rules
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    engine = database.create_db_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            month_report = report.monthly_report(
+                conn,
+                period=args.period,
+                by=args.by,
+                rules=results_rules(settings.results_file),
+                zone=settings.timezone,
+                now=utcnow(),
+            )
+        report_files.write(month_report, args.out, args.lang or settings.default_locale)
+    except (BadResultsFile, OSError) as exc:
+        sys.exit(f"ratebot: {exc}")
+    finally:
+        engine.dispose()
+    print(f"report of {args.period.label} written to {args.out}")
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
@@ -404,6 +466,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", dest="until", type=date.fromisoformat, help="last local day (default: today)"
     )
     rebuild.set_defaults(func=cmd_stats_rebuild)
+
+    report = commands.add_parser(
+        "report",
+        help="write a month's report for supervisors (HTML or XLSX)",
+        description="The month's ranking, headline figures and trend, bad reviews and how they "
+        "were handled, overdue tickets, appeals and fraud flags, from the statistics' rollups. "
+        "Example: ratebot report --period 2026-11 --by department --out report.html",
+    )
+    report.add_argument("--period", type=_report_month, required=True, help="the month: 2026-11")
+    report.add_argument(
+        "--by",
+        type=_rank_by,
+        default="department",
+        help="what is ranked: department (the default), item, district, hall, window or clerk",
+    )
+    report.add_argument("--lang", choices=locales.LOCALES, help="default: RATEBOT_DEFAULT_LOCALE")
+    report.add_argument("--out", type=_report_file, required=True, help="report.html or .xlsx")
+    report.set_defaults(func=cmd_report)
 
     db = commands.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")
