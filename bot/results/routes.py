@@ -89,13 +89,14 @@ def _refused(exc: BadPeriod) -> HTTPException:
 
 def _scope(actor: Actor, department: str | None, district: str | None) -> Scope:
     """A department key sees its own departments only (another one asked for: 403)."""
-    if actor.role != "department":
+    seen = actor.departments_seen
+    if seen is None:
         return Scope(department=department, district=district)
-    if department is not None and department not in actor.departments:
+    if department is not None and department not in seen:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"not a department of this key: {department}"
         )
-    return Scope(departments=actor.departments, department=department, district=district)
+    return Scope(departments=seen, department=department, district=district)
 
 
 @router.get("/stats")

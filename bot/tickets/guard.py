@@ -18,8 +18,6 @@ READ = "read"
 DEPARTMENT_ACTS = frozenset({READ, Act.ACKNOWLEDGE, Act.RESPOND, Act.APPEAL, Act.REVEAL_CONTACT})
 SUPERVISOR_ACTS = frozenset({READ, Act.ASSIGN, Act.CHANGE_TIER, Act.REVEAL_CONTACT})
 REVIEWER_ACTS = frozenset({READ})
-# The roles that see every department's tickets.
-ALL_DEPARTMENTS = frozenset({"admin", "supervisor", "reviewer"})
 
 
 class Refused(Exception):
@@ -40,8 +38,3 @@ def check(actor: Actor, act: str, department: str | None) -> None:
         raise Refused(f"a {actor.role} may not {act} a ticket")
     if actor.role == "department" and department not in actor.departments:
         raise Refused("this ticket belongs to another department")
-
-
-def departments_seen(actor: Actor) -> frozenset[str] | None:
-    """The departments whose tickets ``actor`` may list (``None``: all)."""
-    return None if actor.role in ALL_DEPARTMENTS else actor.departments

@@ -117,7 +117,7 @@ def list_tickets(
     ``to`` bound when the ticket opened."""
     now = rt.clock()
     query = sa.select(tickets)
-    seen = guard.departments_seen(actor)
+    seen = actor.departments_seen
     if seen is not None:
         query = query.where(tickets.c.department.in_(sorted(seen)))
     for column, value in ((tickets.c.state, state), (tickets.c.tier, tier)):

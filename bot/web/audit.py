@@ -15,6 +15,8 @@ from fastapi.encoders import jsonable_encoder
 
 from storage.tables import audit_log
 
+ALL_DEPARTMENTS = frozenset({"admin", "supervisor", "reviewer"})  # the roles that see every one
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:
@@ -26,6 +28,11 @@ class Actor:
     name: str
     role: str
     departments: frozenset[str] = frozenset()
+
+    @property
+    def departments_seen(self) -> frozenset[str] | None:
+        """The departments whose tickets and results this actor sees (``None``: all)."""
+        return None if self.role in ALL_DEPARTMENTS else self.departments
 
 
 SYSTEM = Actor(kind="system", id=None, name="ratebot", role="system")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.tickets.guard import READ, Refused, check, departments_seen
+from bot.tickets.guard import READ, Refused, check
 from bot.tickets.states import Act
 from bot.web.audit import Actor
 
@@ -54,6 +54,6 @@ def test_a_key_of_two_departments_acts_for_both() -> None:
 
 
 def test_who_lists_which_departments() -> None:
-    assert departments_seen(actor("department", OURS)) == frozenset({OURS})
+    assert actor("department", OURS).departments_seen == frozenset({OURS})
     for role in ("supervisor", "reviewer", "admin"):
-        assert departments_seen(actor(role)) is None
+        assert actor(role).departments_seen is None
