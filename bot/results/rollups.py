@@ -175,11 +175,15 @@ class Day:
                 group.counts["rerated_good"] += is_good(level)
 
     def add(self, row: sa.RowMapping, counter: str, amount: int = 1) -> None:
-        """A ticket's, an invitation's or a callback's count, for its case's groups."""
-        if row["department"] is None:
-            return
-        for group in self._groups(row, None):
-            group.counts[counter] += amount
+        """A ticket's, an invitation's or a callback's count, for its case's groups. A ticket
+        no department holds yet (triage) counts in the whole only: a deadline missed while
+        nobody was assigned is still a deadline missed."""
+        if row["department"] is not None:
+            for group in self._groups(row, None):
+                group.counts[counter] += amount
+        elif counter.startswith("tickets_"):
+            whole = self.groups.setdefault(("all", "", "", ""), Group(""))
+            whole.counts[counter] += amount
 
 
 def count_day(conn: sa.Connection, day: date, zone: str, evaluation: Evaluation) -> Day:
@@ -368,15 +372,13 @@ def _change(before: Day, after: Day) -> Day:
     return change
 
 
-def write_day(conn: sa.Connection, day: date, counted: Day) -> Day:
-    """Replace the day's rollup rows with ``counted``; what that changed."""
-    before = _read_day(conn, day)
+def write_day(conn: sa.Connection, day: date, counted: Day) -> None:
+    """Replace the day's rollup rows with ``counted``."""
     for table in (result_counts, result_dimensions):
         conn.execute(sa.delete(table).where(table.c.grain == "day", table.c.day == day))
     count_rows, dimension_rows = _rows(day, counted)
     _insert(conn, result_counts, count_rows)
     _insert(conn, result_dimensions, dimension_rows)
-    return _change(before, counted)
 
 
 def add_to_month(conn: sa.Connection, day: date, change: Day) -> None:
@@ -426,7 +428,10 @@ def recount(conn: sa.Connection, days: Iterable[date], zone: str, evaluation: Ev
     worker). The number of days."""
     days = sorted(set(days))
     for day in days:
-        add_to_month(conn, day, write_day(conn, day, count_day(conn, day, zone, evaluation)))
+        counted = count_day(conn, day, zone, evaluation)
+        change = _change(_read_day(conn, day), counted)
+        write_day(conn, day, counted)
+        add_to_month(conn, day, change)
     return len(days)
 
 

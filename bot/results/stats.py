@@ -17,7 +17,7 @@ from bot.results.scoring import ResultsRules, bottom, parts, percent, rank, scor
 from storage.tables import result_counts, result_dimensions
 
 GroupBy = Literal[
-    "department", "item", "district", "hall", "window", "clerk", "channel", "day", "month"
+    "department", "item", "district", "hall", "window", "clerk", "channel", "day", "month", "total"
 ]
 RankBy = Literal["department", "item", "district", "hall", "window", "clerk"]
 MAX_DAYS = 400  # a per-day query's longest range
@@ -71,13 +71,14 @@ def _add_months(day: date, count: int) -> date:
     return date(day.year + month // 12, month % 12 + 1, 1)
 
 
-def check_range(first: date, last: date, group_by: str) -> None:
+def check_range(first: date, last: date, *, bounded: bool = True) -> None:
+    """A range of local days a query may cover: ``first`` not after ``last`` and, when
+    ``bounded`` (per-day figures, exports), at most ``MAX_DAYS`` days."""
     if first > last:
-        raise BadPeriod(f"from {first} is after to {last}")
-    if group_by == "day" and (last - first).days + 1 > MAX_DAYS:
-        raise BadPeriod(
-            f"a per-day query covers at most {MAX_DAYS} days, not {(last - first).days + 1}"
-        )
+        raise BadPeriod(f"from ({first}) is after to ({last})")
+    days = (last - first).days + 1
+    if bounded and days > MAX_DAYS:
+        raise BadPeriod(f"the period is {days} days; at most {MAX_DAYS} at once")
 
 
 def _spans(first: date, last: date) -> Iterator[tuple[str, date, date]]:
@@ -166,14 +167,16 @@ def group_stats(
     conn: sa.Connection, group_by: GroupBy, first: date, last: date, scope: Scope
 ) -> list[dict[str, Any]]:
     """``GET /api/v1/stats``: each group's figures over ``first``..``last`` (local days)."""
-    check_range(first, last, group_by)
-    by_time = group_by in ("day", "month")
+    check_range(first, last, bounded=group_by == "day")
+    by_time = group_by in ("day", "month", "total")  # total: the whole range as one group
     kind: str = group_by
     if by_time:  # the whole, or — filtered — the rows of the departments or districts asked for
         filtered = scope.departments is not None or scope.department is not None
         kind = "department" if filtered else "district" if scope.district is not None else "all"
 
     def key_of(row: sa.RowMapping) -> str:
+        if group_by == "total":
+            return "total"
         if group_by == "day":
             return str(row["day"].isoformat())
         if group_by == "month":

@@ -238,3 +238,39 @@ async def test_an_exclusion_changes_the_figures_that_held_the_rating(harness: Ha
     with harness.rt.db.connect() as conn:
         kept = conn.execute(sa.select(ratings.c.excluded_at)).scalar_one()
     assert kept is not None
+
+
+def tickets_due(h: Harness) -> dict[str, tuple[int, int]]:
+    """Month rows holding tickets: kind/key → (due, answered on time)."""
+    with h.rt.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(result_counts).where(
+                result_counts.c.grain == "month", result_counts.c.tickets_due > 0
+            )
+        ).mappings()
+        return {
+            f"{r['kind']}/{r['key']}": (r["tickets_due"], r["tickets_on_time"]) for r in rows
+        }
+
+
+async def test_a_ticket_in_triage_counts_in_the_whole(harness: Harness) -> None:
+    """An unsolicited bad review waits for a department: its deadline counts in the whole (a
+    deadline missed while nobody was assigned is still missed), and once assigned and answered
+    in time, for the department too."""
+    for answer in ("1 1 1 1", "1", "0", "2"):
+        await harness.reply_text(answer)
+    await worker.run_due(harness.rt)
+    assert tickets_due(harness) == {"all/": (1, 0)}
+    supervisor = harness.api_key("supervisor")
+    with harness.rt.db.connect() as conn:
+        ticket_id = conn.execute(sa.select(tickets.c.id)).scalar_one()
+    assigned = await act(harness, ticket_id, "assign", supervisor, department=OURS)
+    assert assigned.status_code == 200, assigned.text
+    await answer_ticket(harness, ticket_id)
+    await worker.run_due(harness.rt)
+    assert tickets_due(harness) == {"all/": (1, 1), f"department/{OURS}": (1, 1)}
+    live = snapshot(harness, "month")
+    with harness.rt.db.begin() as conn:
+        conn.execute(sa.delete(result_counts))
+    rebuild_all(harness)
+    assert snapshot(harness, "month") == live
