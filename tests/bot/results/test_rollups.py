@@ -248,9 +248,7 @@ def tickets_due(h: Harness) -> dict[str, tuple[int, int]]:
                 result_counts.c.grain == "month", result_counts.c.tickets_due > 0
             )
         ).mappings()
-        return {
-            f"{r['kind']}/{r['key']}": (r["tickets_due"], r["tickets_on_time"]) for r in rows
-        }
+        return {f"{r['kind']}/{r['key']}": (r["tickets_due"], r["tickets_on_time"]) for r in rows}
 
 
 async def test_a_ticket_in_triage_counts_in_the_whole(harness: Harness) -> None:
