@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import worker
 from bot.cases import routes as cases
+from bot.pages import dashboard, desk, public, review, signin
+from bot.pages import web as pages
 from bot.results import export_routes, upstream_routes
 from bot.results import routes as results
 from bot.results.national import check_codes
@@ -84,6 +86,12 @@ def create_app(
     app.include_router(gate.router)
     app.include_router(page.router)
     app.include_router(export_routes.router)
+    pages.install(app)  # /static, and the pages' errors as pages (the API's stay JSON)
+    app.include_router(signin.router)
+    app.include_router(public.router)  # /results, the public results page
+    app.include_router(dashboard.router)  # /dashboard, the supervisors' figures and charts
+    app.include_router(desk.router)  # /desk, the departments' tickets and their acts
+    app.include_router(review.router)  # /review, the reviewers' appeals and fraud flags
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from uuid import uuid4
 
 from pydantic import ValidationError
@@ -175,6 +175,71 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
         engine.dispose()
     print(f"API key for {args.name!r} (role {args.role}); it is shown only this once:")
     print(key)
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The password from one line of stdin (``--password-stdin``), else asked twice."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise SystemExit(f"ratebot user {args.action}: the two passwords differ")
+    return password
+
+
+def _account_change(args: argparse.Namespace, change: Callable[[Any], object]) -> None:
+    """Run ``change(conn)`` in one transaction (the change and its audit row), or exit with
+    the reason it was refused."""
+    from bot.pages.accounts import AccountError
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    engine = database.create_db_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            change(conn)
+    except AccountError as exc:
+        raise SystemExit(f"ratebot user {args.action}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from bot.pages.accounts import create_user
+
+    password = _new_password(args)
+    _account_change(
+        args,
+        lambda conn: create_user(
+            conn,
+            name=args.name,
+            role=args.role,
+            password=password,
+            departments=args.department or (),
+            now=utcnow(),
+        ),
+    )
+    print(f"account {args.name!r} created (role {args.role}); it signs in at /login")
+
+
+def cmd_user_disable(args: argparse.Namespace) -> None:
+    from bot.pages.accounts import disable_user
+
+    _account_change(args, lambda conn: disable_user(conn, name=args.name, now=utcnow()))
+    print(f"account {args.name!r} disabled; its sessions have ended")
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> None:
+    from bot.pages.accounts import reset_password
+
+    password = _new_password(args)
+    _account_change(
+        args,
+        lambda conn: reset_password(conn, name=args.name, password=password, now=utcnow()),
+    )
+    print(f"password of {args.name!r} changed; its sessions have ended")
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
@@ -444,6 +509,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --role department: a department whose tickets the key acts on (repeat)",
     )
     create.set_defaults(func=cmd_apikey_create)
+
+    user = commands.add_parser("user", help="manage staff accounts (the pages)").add_subparsers(
+        dest="action", required=True
+    )
+    user_create = user.add_parser(
+        "create",
+        help="create an account that signs in at /login",
+        description="Create a staff account; the password is asked twice (or read from one "
+        "line of stdin). Example: ratebot user create --role admin --name admin",
+    )
+    user_create.add_argument(
+        "--role", choices=["department", "supervisor", "reviewer", "admin"], required=True
+    )
+    user_create.add_argument("--name", required=True, help="what the person types to sign in")
+    user_create.add_argument(
+        "--department",
+        action="append",
+        metavar="NAME",
+        help="with --role department: a department whose tickets the account acts on (repeat)",
+    )
+    user_create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (scripts)"
+    )
+    user_create.set_defaults(func=cmd_user_create)
+    user_disable = user.add_parser("disable", help="disable an account and end its sessions")
+    user_disable.add_argument("name")
+    user_disable.set_defaults(func=cmd_user_disable)
+    user_reset = user.add_parser(
+        "reset-password", help="give an account a new password and end its sessions"
+    )
+    user_reset.add_argument("name")
+    user_reset.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (scripts)"
+    )
+    user_reset.set_defaults(func=cmd_user_reset_password)
 
     stats = commands.add_parser("stats", help="the statistics' rollups").add_subparsers(
         dest="action", required=True

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     upstream_attempts: int = Field(default=8, ge=1, le=30)  # counting the first
     upstream_backoff_seconds: float = Field(default=60, gt=0)  # before the first retry; doubles
     upstream_timeout_seconds: float = Field(default=10, gt=0, le=120)  # a whole request
+    # The staff pages (bot/pages): a session ends after this many hours without a request.
+    session_hours: float = Field(default=8, gt=0, le=24 * 30)
     worker_interval_seconds: float = Field(default=5, gt=0)
     run_worker: bool = (
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)

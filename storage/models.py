@@ -474,6 +474,8 @@ class ResultCount(SQLModel, table=True):
     by the worker from the raw rows; ``ratebot stats rebuild`` recomputes them."""
 
     __tablename__ = "result_counts"
+    # A kind's rows over a range of days (a year of totals by day) without walking every kind's.
+    __table_args__ = (sa.Index("ix_result_counts_kind_day", "kind", "grain", "day"),)
 
     grain: str = Field(max_length=8, primary_key=True)  # day | month
     day: date = Field(sa_type=sa.Date, primary_key=True)
@@ -501,6 +503,7 @@ class ResultDimension(SQLModel, table=True):
     """Per-dimension sums beside ``ResultCount``: the same key, one row per dimension."""
 
     __tablename__ = "result_dimensions"
+    __table_args__ = (sa.Index("ix_result_dimensions_kind_day", "kind", "grain", "day"),)
 
     grain: str = Field(max_length=8, primary_key=True)
     day: date = Field(sa_type=sa.Date, primary_key=True)
@@ -550,3 +553,62 @@ class UpstreamItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=255)
     created_at: datetime | None = _time()
     sent_at: datetime | None = _time()
+
+
+# --- staff accounts and the pages (bot/pages) ---------------------------------------------------
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the pages: the same roles and department scoping as the API
+    keys (department, supervisor, reviewer, admin). Only the Argon2 hash of the password is
+    kept; a disabled account can no longer sign in and its sessions are ended."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    role: str = Field(max_length=16)  # department | supervisor | reviewer | admin
+    password_hash: str = Field(max_length=255)
+    created_at: datetime | None = _time()
+    disabled_at: datetime | None = _time()
+    password_changed_at: datetime | None = _time()
+
+
+class UserDepartment(SQLModel, table=True):
+    """A department a ``department`` account acts for."""
+
+    __tablename__ = "user_departments"
+
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    department: str = Field(max_length=100, primary_key=True)
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here.
+    ``last_seen_at`` moves at most once a minute; idle past ``RATEBOT_SESSION_HOURS`` or
+    ``ended_at`` set (sign-out, account disabled), the session is over."""
+
+    __tablename__ = "staff_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime | None = _time()
+    last_seen_at: datetime | None = _time()
+    ended_at: datetime | None = _time()
+
+
+class PublishedCase(SQLModel, table=True):
+    """A rectified case a supervisor chose to show on the public results page: only the public
+    text they wrote (no names, numbers or case numbers). Withdrawn, it is no longer shown."""
+
+    __tablename__ = "published_cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", unique=True)
+    text: str = Field(sa_type=sa.Text)
+    published_at: datetime | None = _time(index=True)
+    published_by: str = Field(max_length=100)
+    withdrawn_at: datetime | None = _time()
+    withdrawn_by: str | None = Field(default=None, max_length=100)

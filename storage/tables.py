@@ -23,6 +23,7 @@ from storage.models import (
     Invitation,
     OptOut,
     OutboundMessage,
+    PublishedCase,
     PublishedRanking,
     Rating,
     RatingDimension,
@@ -33,8 +34,11 @@ from storage.models import (
     ResultDimension,
     ServiceRecord,
     StaffContact,
+    StaffSession,
     Ticket,
     UpstreamItem,
+    User,
+    UserDepartment,
     Voucher,
 )
 
@@ -71,3 +75,7 @@ result_counts = table_of(ResultCount)
 result_dimensions = table_of(ResultDimension)
 published_rankings = table_of(PublishedRanking)
 upstream_outbox = table_of(UpstreamItem)
+users = table_of(User)
+user_departments = table_of(UserDepartment)
+staff_sessions = table_of(StaffSession)
+published_cases = table_of(PublishedCase)

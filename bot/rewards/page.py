@@ -18,8 +18,9 @@ from bot.rewards.guesses import get_guesses
 from bot.rewards.vouchers import current_state, display_code, parse_code, voucher_row
 from bot.runtime import Runtime
 from bot.web.deps import get_runtime
+from bot.web.locale import HTML_LANG, page_locale
 from channels.voucher import EXPIRY_FORMAT, qr_svg
-from locales import gettext, ids, normalize_locale
+from locales import gettext, ids
 from storage.privacy import mask
 
 router = APIRouter()
@@ -50,22 +51,11 @@ h1 {{ font-size: 1.3rem; margin: 0 0 .5rem; }}
 <body><main>{content}</main></body>
 </html>
 """
-LANG = {"zh_Hans_CN": "zh-Hans", "zh_Hant_TW": "zh-Hant", "en": "en"}
-
-
-def page_locale(request: Request) -> str:
-    """``?lang=`` if given, else the browser's first language, else the deployment's."""
-    rt = get_runtime(request)
-    chosen = request.query_params.get("lang")
-    if not chosen:
-        accept = request.headers.get("accept-language", "")
-        chosen = accept.split(",")[0].split(";")[0].strip()
-    return normalize_locale(chosen or None, rt.settings.default_locale)
 
 
 def _page(locale: str, content: str, status_code: int = 200) -> HTMLResponse:
     title = html.escape(gettext(locale, ids.VOUCHER_PAGE_TITLE))
-    body = PAGE.format(lang=LANG.get(locale, "zh"), title=title, content=content)
+    body = PAGE.format(lang=HTML_LANG[locale], title=title, content=content)
     # No cache: the state changes when it is redeemed; no referrer: the URL holds the code.
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
     return HTMLResponse(body, status_code=status_code, headers=headers)

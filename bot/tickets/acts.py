@@ -22,6 +22,7 @@ from storage.tables import appeals, records, tickets
 
 OUTCOMES = ("rectified", "explained")
 GROUNDS = ("malicious", "untrue", "not_ours")
+MAX_TEXT = 4000  # the longest note, response, statement or decision a person writes
 
 
 class TicketNotFound(LookupError):

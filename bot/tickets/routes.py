@@ -7,7 +7,7 @@ Every act answers the ticket as it now is. Refusals: another department's ticket
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -16,27 +16,30 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
 
+from bot.results.counting import local_day
+from bot.results.stats import BadPeriod
 from bot.runtime import Runtime
-from bot.tickets import acts, appeals, flags, guard
+from bot.tickets import acts, appeals, figures, flags, publishing, queues
+from bot.tickets.refusals import REFUSALS, status_of
 from bot.tickets.rules import Rules, rules_for
-from bot.tickets.states import AWAITING_ANSWER, WrongState
-from bot.tickets.views import appeal_view, ticket_summary, ticket_view
+from bot.tickets.views import appeal_view, shown_ticket, ticket_summary
 from bot.web import audit
 from bot.web.audit import Actor
 from bot.web.auth import require_actor
-from bot.web.deps import RuntimeDep
+from bot.web.deps import RuntimeDep, in_transaction
 from storage.privacy import InvalidPhone, normalize_phone
 from storage.tables import appeals as appeals_table
 from storage.tables import flags as flags_table
-from storage.tables import staff_contacts, tickets
+from storage.tables import staff_contacts
 
 router = APIRouter(prefix="/api/v1")
 
 # A row id in a path: larger numbers are no row (and would overflow PostgreSQL's integer).
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
-MAX_TEXT = 4000
-Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+Words = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=acts.MAX_TEXT)
+]
 Department = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 Staff = Annotated[Actor, require_actor("department", "supervisor", "reviewer")]
@@ -48,46 +51,22 @@ Admin = Annotated[Actor, require_actor()]
 T = TypeVar("T")
 
 
-REFUSALS = (
-    guard.Refused,
-    appeals.NotADecider,
-    LookupError,
-    WrongState,
-    acts.AppealedBefore,
-    appeals.NotPending,
-    ValueError,
-)
-
-
 def _refusal(exc: Exception) -> HTTPException:
     """An act's refusal as the HTTP answer that says it."""
-    if isinstance(exc, guard.Refused | appeals.NotADecider):
-        return HTTPException(403, str(exc))
-    if isinstance(exc, LookupError):
-        return HTTPException(404, str(exc))
-    if isinstance(exc, WrongState | acts.AppealedBefore | appeals.NotPending):
-        return HTTPException(409, str(exc))
-    return HTTPException(422, str(exc))
+    return HTTPException(status_of(exc), str(exc))
 
 
 async def _in_transaction(rt: Runtime, act: Callable[[sa.Connection, datetime], T]) -> T:
     """Run ``act`` in one transaction off the event loop; its refusals as HTTP answers."""
-
-    def run() -> T:
-        with rt.db.begin() as conn:
-            return act(conn, rt.clock())
-
     try:
-        return await run_in_threadpool(run)
+        return await in_transaction(rt, act)
     except REFUSALS as exc:
         raise _refusal(exc) from exc
 
 
 def _shown(rt: Runtime, actor: Actor, ticket_id: int) -> dict[str, Any]:
     with DbSession(rt.db) as db:
-        row = acts.load(db.connection(), ticket_id)
-        guard.check(actor, guard.READ, row.department)
-        return ticket_view(db, row, rt.clock())
+        return shown_ticket(db, actor, ticket_id, rt.clock())
 
 
 async def _show(rt: Runtime, actor: Actor, ticket_id: int) -> dict[str, Any]:
@@ -116,34 +95,16 @@ def list_tickets(
     """Tickets by deadline, filtered; a department sees its own departments' only. ``from`` and
     ``to`` bound when the ticket opened."""
     now = rt.clock()
-    query = sa.select(tickets)
-    seen = actor.departments_seen
-    if seen is not None:
-        query = query.where(tickets.c.department.in_(sorted(seen)))
-    for column, value in ((tickets.c.state, state), (tickets.c.tier, tier)):
-        if value is not None:
-            query = query.where(column == value)
-    if department is not None:
-        query = query.where(tickets.c.department == department)
-    if since is not None:
-        query = query.where(tickets.c.opened_at >= since)
-    if until is not None:
-        query = query.where(tickets.c.opened_at < until)
-    waiting = sa.and_(tickets.c.state.in_(sorted(AWAITING_ANSWER)), tickets.c.due_at < now)
-    if overdue is not None:
-        query = query.where(waiting if overdue else ~waiting)
+    wanted = queues.TicketFilter(
+        state=state, department=department, tier=tier, overdue=overdue, since=since, until=until
+    )
     with rt.db.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
-        rows = conn.execute(
-            query.order_by(tickets.c.due_at, tickets.c.id)
-            .offset((page - 1) * page_size)
-            .limit(page_size)
-        ).all()
+        found = queues.ticket_page(conn, actor, wanted, now, page=page, page_size=page_size)
     return {
-        "total": total,
+        "total": found.total,
         "page": page,
         "page_size": page_size,
-        "items": [ticket_summary(row, now) for row in rows],
+        "items": [ticket_summary(row, now) for row in found.rows],
     }
 
 
@@ -250,6 +211,40 @@ async def reveal_contact(
     return {"phone": phone}
 
 
+class PublishCaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Words
+
+
+@router.post("/tickets/{ticket_id}/publish", status_code=201)
+async def publish_case(
+    ticket_id: RowId, body: PublishCaseIn, rt: RuntimeDep, actor: Supervisor
+) -> dict[str, Any]:
+    """Publish a rectified case on the public results page with the text the public reads (no
+    phone, id-card or case numbers: a 422 says what it found). Once per ticket."""
+
+    def publish(conn: sa.Connection, now: datetime) -> dict[str, Any]:
+        publishing.publish_case(conn, actor, ticket_id, body.text, now)
+        return _publication(conn, ticket_id)
+
+    return await _in_transaction(rt, publish)
+
+
+@router.post("/tickets/{ticket_id}/unpublish")
+async def withdraw_case(ticket_id: RowId, rt: RuntimeDep, actor: Supervisor) -> dict[str, Any]:
+    """Take a published case off the public page; the publication is kept, marked withdrawn."""
+
+    def withdraw(conn: sa.Connection, now: datetime) -> dict[str, Any]:
+        publishing.withdraw_case(conn, actor, ticket_id, now)
+        return _publication(conn, ticket_id)
+
+    return await _in_transaction(rt, withdraw)
+
+
+def _publication(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, **(publishing.publication(conn, ticket_id) or {})}
+
+
 def _rules(rt: Runtime) -> Rules:
     return rules_for(rt.settings.tickets_file, rt.settings.timezone)
 
@@ -264,11 +259,8 @@ def list_appeals(
     state: Literal["pending", "upheld", "rejected"] | None = "pending",
 ) -> dict[str, Any]:
     """Appeals, oldest first (by default the pending ones, for the reviewers' queue)."""
-    query = sa.select(appeals_table).order_by(appeals_table.c.id)
-    if state is not None:
-        query = query.where(appeals_table.c.state == state)
     with rt.db.connect() as conn:
-        return {"items": [appeal_view(row) for row in conn.execute(query.limit(500))]}
+        return {"items": [appeal_view(row) for row in queues.appeal_rows(conn, state)]}
 
 
 class DecideAppealIn(BaseModel):
@@ -308,12 +300,8 @@ def list_flags(
     state: Literal["pending", "confirmed", "cleared"] | None = "pending",
 ) -> dict[str, Any]:
     """Fraud flags with the rule that fired, oldest first."""
-    query = sa.select(flags_table).order_by(flags_table.c.id)
-    if state is not None:
-        query = query.where(flags_table.c.state == state)
     with rt.db.connect() as conn:
-        rows = conn.execute(query.limit(500)).mappings().all()
-    return {"items": [dict(row) for row in rows]}
+        return {"items": queues.flag_rows(conn, state)}
 
 
 class DecideFlagIn(BaseModel):
@@ -415,3 +403,34 @@ def audit_log(
             offset=(page - 1) * page_size,
         )
     return {"page": page, "page_size": page_size, "items": items}
+
+
+# --- the closed loop in figures ---------------------------------------------------------------
+
+
+@router.get("/stats/tickets")
+def ticket_stats(
+    rt: RuntimeDep,
+    actor: Staff,
+    since: Annotated[date | None, Query(alias="from")] = None,
+    until: Annotated[date | None, Query(alias="to")] = None,
+    department: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    district: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+) -> dict[str, Any]:
+    """The tickets opened in local days ``from``..``to`` (default: this month so far) by state,
+    those overdue now by department, the appeals decided in the range by verdict."""
+    seen = actor.departments_seen
+    if seen is not None and department is not None and department not in seen:
+        raise HTTPException(403, f"not a department of this key: {department}")
+    now = rt.clock()
+    today = local_day(now, rt.settings.timezone)
+    first, last = since or today.replace(day=1), until or today
+    where = figures.Where(actor, department=department, district=district)
+    try:
+        with rt.db.connect() as conn:
+            found = figures.ticket_figures(
+                conn, where, first, last, zone=rt.settings.timezone, now=now
+            )
+    except BadPeriod as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return {"from": first.isoformat(), "to": last.isoformat(), **found.as_json()}

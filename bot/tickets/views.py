@@ -10,8 +10,11 @@ from sqlmodel import Session as DbSession
 from sqlmodel import select
 
 from bot.results.views import rating_views, record_public
+from bot.tickets import guard
+from bot.tickets.acts import load
 from bot.tickets.states import AWAITING_ANSWER, State
 from bot.web import audit
+from bot.web.audit import Actor
 from storage.models import Rating, ServiceRecord
 from storage.tables import appeals
 
@@ -67,6 +70,14 @@ def ticket_view(db: DbSession, row: Any, now: datetime) -> dict[str, Any]:
         ).first()
         view["rerating"] = rating_views(db, [later], records)[0] if later is not None else None
     return view
+
+
+def shown_ticket(db: DbSession, actor: Actor, ticket_id: int, now: datetime) -> dict[str, Any]:
+    """The ticket as :func:`ticket_view` shows it, if ``actor`` may read it (else
+    :class:`guard.Refused`; no such ticket: :class:`acts.TicketNotFound`)."""
+    row = load(db.connection(), ticket_id)
+    guard.check(actor, guard.READ, row.department)
+    return ticket_view(db, row, now)
 
 
 def appeal_view(row: Any) -> dict[str, Any]:

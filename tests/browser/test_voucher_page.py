@@ -5,71 +5,11 @@ the QR code."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-import pytest
-import uvicorn
-
-from bot.app import create_app
-from storage.db import upgrade
-from tests.bot.conftest import FakeClock, Harness, make_settings
+from tests.bot.conftest import Harness
 from tests.bot.parking_support import HALL_NAME, earn_voucher, put_hall
-from tests.conftest import require_service
-
-BROWSER_TIMEOUT = 60  # seconds for Chromium to start, load and print the page
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's Chromium (``apt-get install chromium``); skips locally, fails on CI, if absent."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-
-    def check() -> None:
-        if path is None:
-            raise FileNotFoundError("no chromium on PATH")
-        subprocess.run([path, "--version"], check=True, capture_output=True, timeout=30)
-
-    require_service(
-        "Chromium",
-        check,
-        where="PATH",
-        hint="install it with `apt-get install -y --no-install-recommends chromium`",
-    )
-    assert path is not None
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Harness]:
-    """The app served by uvicorn on 127.0.0.1 (SQLite), driven over real HTTP."""
-    database_url = f"sqlite:///{tmp_path}/ratebot.db"
-    upgrade(database_url)
-    clock = FakeClock()
-    app = create_app(make_settings(database_url), clock=clock)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()  # raises what stopped it
-        await asyncio.sleep(0.05)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield Harness(client=client, rt=app.state.runtime, clock=clock)
-    server.should_exit = True
-    await serving
+from tests.browser.conftest import BROWSER_TIMEOUT
 
 
 async def browse(chromium: str, url: str, *args: str, profile: Path) -> str:
