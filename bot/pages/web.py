@@ -58,7 +58,7 @@ LANG_COOKIE_SECONDS = 365 * 24 * 3600
 # Who may open which staff page (admin: every one); the nav shows a person only theirs.
 PAGES = {
     "/desk": ("department", "supervisor"),
-    "/review": ("reviewer",),
+    "/review": ("reviewer", "supervisor"),  # a supervisor looks; only a reviewer decides
     "/dashboard": ("supervisor",),
 }
 

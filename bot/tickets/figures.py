@@ -17,7 +17,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bot.results.counting import day_bounds
 from bot.results.stats import check_range
-from bot.tickets.states import AWAITING_ANSWER, State
+from bot.tickets.queues import overdue_now
+from bot.tickets.states import State
 from bot.web.audit import Actor
 from storage.tables import appeals, records, tickets
 
@@ -66,12 +67,6 @@ class TicketFigures:
             },
             "appeals_decided": self.appeals_decided,
         }
-
-
-def overdue_now(now: datetime) -> ColumnElement[bool]:
-    """Still waiting for its department's answer past its deadline (paused while appealed): the
-    rule of ``bot.tickets.views.overdue``, in SQL."""
-    return sa.and_(tickets.c.state.in_(sorted(AWAITING_ANSWER)), tickets.c.due_at < now)
 
 
 def ticket_figures(

@@ -64,6 +64,12 @@ def due_today(state: str, due_at: datetime | None, now: datetime, zone: ZoneInfo
     )
 
 
+def overdue_now(now: datetime) -> ColumnElement[bool]:
+    """Still waiting for its department's answer past its deadline (paused while appealed): the
+    rule of ``bot.tickets.views.overdue``, in SQL."""
+    return sa.and_(tickets.c.state.in_(sorted(AWAITING_ANSWER)), tickets.c.due_at < now)
+
+
 def _conditions(
     actor: Actor, wanted: TicketFilter, now: datetime, *, with_state: bool = True
 ) -> list[ColumnElement[bool]]:
@@ -83,13 +89,15 @@ def _conditions(
         conditions.append(tickets.c.opened_at >= wanted.since)
     if wanted.until is not None:
         conditions.append(tickets.c.opened_at < wanted.until)
-    awaiting = tickets.c.state.in_(sorted(AWAITING_ANSWER))
-    waiting = sa.and_(awaiting, tickets.c.due_at < now)
     if wanted.overdue is not None:
-        conditions.append(waiting if wanted.overdue else ~waiting)
+        conditions.append(overdue_now(now) if wanted.overdue else ~overdue_now(now))
     if wanted.due_by is not None:
         conditions.append(
-            sa.and_(awaiting, tickets.c.due_at >= now, tickets.c.due_at <= wanted.due_by)
+            sa.and_(
+                tickets.c.state.in_(sorted(AWAITING_ANSWER)),
+                tickets.c.due_at >= now,
+                tickets.c.due_at <= wanted.due_by,
+            )
         )
     return conditions
 

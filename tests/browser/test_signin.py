@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 ROLES = [  # role, departments, home, the staff pages its nav shows
     ("department", ["市税务局"], "/desk", ["/desk"]),
     ("reviewer", [], "/review", ["/review"]),
-    ("supervisor", [], "/dashboard", ["/desk", "/dashboard"]),
+    ("supervisor", [], "/dashboard", ["/desk", "/review", "/dashboard"]),
     ("admin", [], "/dashboard", ["/desk", "/review", "/dashboard"]),
 ]
 
