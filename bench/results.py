@@ -26,6 +26,7 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import random
@@ -223,6 +224,8 @@ def main() -> None:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT grain, count(*) FROM result_counts GROUP BY grain"))
             print("rollup rows:", dict(rows.all()))
+        gc.collect()
+        gc.freeze()  # what a served worker does after its start (bot.app.served_app)
         rules = results_rules(None)
         month = stats.Period.parse("2026-10")
         everyone = stats.Scope()
@@ -279,9 +282,17 @@ def main() -> None:
         rt = Runtime.from_settings(settings)
         began = time.perf_counter()
         recounted = rollups.run_due(rt)
+        took_ms = (time.perf_counter() - began) * 1000
+        start, end = day_bounds(last_day, ZONE)
+        with engine.connect() as conn:
+            on_day = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM ratings WHERE submitted_at >= :a AND submitted_at < :b"
+                ),
+                {"a": start, "b": end},
+            ).scalar()
         print(
-            f"\na worker pass recounting {recounted} day(s) of "
-            f"~{args.ratings // DAYS:,} ratings: {(time.perf_counter() - began) * 1000:.0f} ms"
+            f"\na worker pass recounting {recounted} day(s), {on_day:,} ratings: {took_ms:.0f} ms"
         )
         exported, rate, grew = export_csv(engine, settings, *year)
         print(

@@ -465,9 +465,14 @@ def csv_chunks(sheet: Sheet) -> Iterator[bytes]:
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
     writer.writerow([neutralised(h) for h in sheet.header])
+    starts = frozenset(FORMULA_STARTS)  # one character each: the cell's first is looked up
     for row in sheet.rows:
+        # neutralised() inline: a million rows of thirty cells make a call a cell count
         writer.writerow(
-            ["" if c is None else neutralised(c) if isinstance(c, str) else c for c in row]
+            [
+                "'" + c if c.__class__ is str and c[:1] in starts else "" if c is None else c
+                for c in row
+            ]
         )
         if buffer.tell() >= CSV_CHUNK:
             yield buffer.getvalue().encode()

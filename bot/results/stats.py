@@ -21,6 +21,7 @@ GroupBy = Literal[
 ]
 RankBy = Literal["department", "item", "district", "hall", "window", "clerk"]
 MAX_DAYS = 400  # a per-day query's longest range
+YEARS = (2000, 2100)  # the years a range may name (a period, too)
 STREAK_LOOKBACK = 24  # periods looked back for a bottom streak
 
 
@@ -51,7 +52,7 @@ class Period:
 
     @classmethod
     def _months(cls, label: str, year: int, month: int, count: int) -> Period:
-        if not 2000 <= year <= 2100:
+        if not YEARS[0] <= year <= YEARS[1]:
             raise BadPeriod(f"period {label!r}: year {year} is out of range")
         first = date(year, month, 1)
         following = _add_months(first, count)
@@ -72,8 +73,11 @@ def _add_months(day: date, count: int) -> date:
 
 
 def check_range(first: date, last: date, *, bounded: bool = True) -> None:
-    """A range of local days a query may cover: ``first`` not after ``last`` and, when
-    ``bounded`` (per-day figures, exports), at most ``MAX_DAYS`` days."""
+    """A range of local days a query may cover: within the years ``YEARS``, ``first`` not after
+    ``last`` and, when ``bounded`` (per-day figures, exports), at most ``MAX_DAYS`` days."""
+    if not (YEARS[0] <= first.year and last.year <= YEARS[1]):
+        # 0001-01-01 in Shanghai is before the first UTC instant there is (OverflowError: 500)
+        raise BadPeriod(f"from and to must be within the years {YEARS[0]}-{YEARS[1]}")
     if first > last:
         raise BadPeriod(f"from ({first}) is after to ({last})")
     days = (last - first).days + 1
@@ -126,37 +130,46 @@ class Scope:
         return found
 
 
-def figures(row: Mapping[str, Any], dimensions: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
-    """A group's figures from its summed counters."""
-    counted = int(row["counted"])
-    levels = {str(n): int(row[f"level_{n}"]) for n in range(1, 6)}
-    good = levels["3"] + levels["4"] + levels["5"]
-    bad = levels["1"] + levels["2"]
-    out: dict[str, Any] = {
+def figures(counts: Sequence[int], dimensions: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    """A group's figures from its summed counters (in ``COUNTERS``' order)."""
+    (
+        counted,
+        level_1,
+        level_2,
+        level_3,
+        level_4,
+        level_5,
+        level_sum,
+        rerated,
+        rerated_good,
+        tickets_due,
+        tickets_on_time,
+        callbacks,
+        invitations,
+    ) = counts
+    good = level_3 + level_4 + level_5
+    bad = level_1 + level_2
+    return {
         "counted": counted,
-        "levels": levels,
+        "levels": {"1": level_1, "2": level_2, "3": level_3, "4": level_4, "5": level_5},
         "good": good,
         "bad": bad,
         "good_rate": _round(percent(good, counted)),
         "bad_rate": _round(percent(bad, counted)),
-        "average": None if counted == 0 else round(int(row["level_sum"]) / counted, 3),
+        "average": None if counted == 0 else round(level_sum / counted, 3),
         "dimensions": {
             d: round(total / rated, 3) for d, (rated, total) in sorted(dimensions.items()) if rated
         },
+        "tickets_due": tickets_due,
+        "tickets_on_time": tickets_on_time,
+        "rerated": rerated,
+        "rerated_good": rerated_good,
+        "callbacks": callbacks,
+        "invitations": invitations,
+        "on_time_rate": _round(percent(tickets_on_time, tickets_due)),
+        "rerated_good_rate": _round(percent(rerated_good, rerated)),
+        "response_rate": _round(percent(counted, invitations)),
     }
-    for name in (
-        "tickets_due",
-        "tickets_on_time",
-        "rerated",
-        "rerated_good",
-        "callbacks",
-        "invitations",
-    ):
-        out[name] = int(row[name])
-    out["on_time_rate"] = _round(percent(out["tickets_on_time"], out["tickets_due"]))
-    out["rerated_good_rate"] = _round(percent(out["rerated_good"], out["rerated"]))
-    out["response_rate"] = _round(percent(counted, out["invitations"]))
-    return out
 
 
 def _round(value: float | None) -> float | None:
@@ -174,14 +187,14 @@ def group_stats(
         filtered = scope.departments is not None or scope.department is not None
         kind = "department" if filtered else "district" if scope.district is not None else "all"
 
-    def key_of(row: sa.RowMapping) -> str:
+    def key_of(value: Any) -> str:
         if group_by == "total":
             return "total"
         if group_by == "day":
-            return str(row["day"].isoformat())
+            return str(value.isoformat())
         if group_by == "month":
-            return str(row["day"].strftime("%Y-%m"))
-        return str(row["key"])
+            return str(value.strftime("%Y-%m"))
+        return str(value)
 
     days_only = group_by == "day"
     rows = _summed(conn, result_counts, kind, first, last, scope, by_time, days_only, COUNTERS)
@@ -196,24 +209,26 @@ def group_stats(
         days_only,
         ("rated", "level_sum"),
     )
-    groups: dict[str, dict[str, Any]] = {}
+    # Rows are plain tuples (key, name, *sums) and the sums lists: a month of 8,000 clerks
+    # makes few containers, so few collections (see bot.app.served_app).
+    groups: dict[str, list[int]] = {}
     names: dict[str, str] = {}
-    for row in rows:
-        key = key_of(row)
-        total = groups.setdefault(key, dict.fromkeys(COUNTERS, 0))
-        for name in COUNTERS:
-            total[name] += int(row[name])
-        names[key] = key if by_time else row["name"]
+    for value, name, *sums in rows:
+        key = key_of(value)
+        total = groups.get(key)
+        if total is None:
+            groups[key] = [int(n) for n in sums]
+            names[key] = key if by_time else name
+        else:
+            for i, n in enumerate(sums):
+                total[i] += int(n)
     dimensions: dict[str, dict[str, tuple[int, int]]] = {}
-    for row in dims:
-        key = key_of(row)
-        rated, level_sum = dimensions.setdefault(key, {}).get(row["dimension"], (0, 0))
-        dimensions[key][row["dimension"]] = (
-            rated + int(row["rated"]),
-            level_sum + int(row["level_sum"]),
-        )
-    groups = {key: total for key, total in groups.items() if any(total.values())}  # not noughts
-    order = sorted(groups) if by_time else sorted(groups, key=lambda k: (-groups[k]["counted"], k))
+    for value, dimension, rated, level_sum in dims:
+        of = dimensions.setdefault(key_of(value), {})
+        was_rated, was_sum = of.get(dimension, (0, 0))
+        of[dimension] = (was_rated + int(rated), was_sum + int(level_sum))
+    groups = {key: total for key, total in groups.items() if any(total)}  # not noughts
+    order = sorted(groups) if by_time else sorted(groups, key=lambda k: (-groups[k][0], k))
     return [
         {"key": key, "name": names[key], **figures(groups[key], dimensions.get(key, {}))}
         for key in order
@@ -230,16 +245,19 @@ def _summed(
     by_time: bool,
     days_only: bool,
     sums: Iterable[str],
-) -> Sequence[sa.RowMapping]:
-    """The counters of ``kind``'s rows in the range and scope, summed per key (or per day)."""
-    keys = [table.c.day] if by_time else [table.c.key]
+) -> Sequence[Any]:  # Row tuples
+    """The counters of ``kind``'s rows in the range and scope, summed per key (or per day), as
+    tuples: the key (or day), then the name (counts) or the dimension (dimensions), then the
+    sums."""
+    key = table.c.day if by_time else table.c.key
+    keys: list[sa.ColumnElement[Any]] = [key]
     if table is result_dimensions:
         keys.append(table.c.dimension)
-    extra = (
-        [] if by_time or table is result_dimensions else [sa.func.max(table.c.name).label("name")]
-    )
+        second: sa.ColumnElement[Any] = table.c.dimension
+    else:
+        second = sa.literal("") if by_time else sa.func.max(table.c.name)
     query = (
-        sa.select(*keys, *extra, *[sa.func.sum(table.c[s]).label(s) for s in sums])
+        sa.select(key, second, *[sa.func.sum(table.c[s]) for s in sums])
         .where(
             table.c.kind == kind,
             _in_range(table, first, last, days_only=days_only),
@@ -247,7 +265,7 @@ def _summed(
         )
         .group_by(*keys)
     )
-    return conn.execute(query).mappings().all()  # fetchall: a row at a time costs 16 µs more
+    return conn.execute(query).all()  # fetchall: a row at a time costs 16 µs more
 
 
 # --- rankings ------------------------------------------------------------------------------------

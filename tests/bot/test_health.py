@@ -101,3 +101,19 @@ async def test_metrics_is_prometheus_text_and_counts_an_sms_turn(harness: Harnes
     after = (await harness.client.get("/metrics")).text
     # the registry is per process, so compare with before rather than expect an absolute value
     assert sample(after, "ratebot_turns_total", labels) == turns_before + 1
+
+
+def test_a_served_app_freezes_its_start_up_objects(monkeypatch: Any, tmp_path: Any) -> None:
+    """``ratebot serve``'s factory: the objects built at start-up are out of the collector's
+    sight, so a full collection in a request does not walk them all."""
+    import gc
+
+    from bot.app import served_app
+
+    monkeypatch.setenv("RATEBOT_DATABASE_URL", f"sqlite:///{tmp_path}/ratebot.db")
+    gc.unfreeze()
+    try:
+        served_app()
+        assert gc.get_freeze_count() > 100_000
+    finally:
+        gc.unfreeze()
