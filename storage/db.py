@@ -42,7 +42,10 @@ def create_db_engine(url: str) -> sa.Engine:
         pool_size=20,
         max_overflow=20,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        # JIT off: ratebot's big reads (a month's export, a day's recount) cost enough for the
+        # planner to compile them with LLVM first, 2.1 s for an export query that then runs in
+        # 1.5 s (bench/results.py); its small ones never gain from it.
+        connect_args={"connect_timeout": 5, "options": "-c jit=off"},
     )
 
 
