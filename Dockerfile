@@ -25,6 +25,8 @@ USER ratebot
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+# The check of the default command (`serve`): GET /healthz. The `worker` serves no HTTP, so
+# compose.yaml gives it its own (`ratebot worker --check`) and turns it off for `migrate`.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
 CMD ["ratebot", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -36,7 +36,7 @@ from sqlmodel import Session as DbSession
 
 from bench.webhook import Server, create_database, drop_database, free_port, ratebot_command
 from bot.rewards.vouchers import code_hash, new_code
-from bot.web.auth import create_api_key
+from bot.web.keys import create_api_key
 from storage.db import normalize_url, upgrade
 from storage.privacy import Privacy
 

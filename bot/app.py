@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from bot import worker
+from bot import version, worker
 from bot.cases import routes as cases
-from bot.pages import dashboard, desk, public, review, signin
+from bot.pages import dashboard, desk, home, public, review, signin
 from bot.pages import web as pages
 from bot.results import export_routes, upstream_routes
 from bot.results import routes as results
@@ -66,7 +66,7 @@ def create_app(
                     await loop
             await rt.close()
 
-    app = FastAPI(title="ratebot", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="ratebot", version=version(), lifespan=lifespan)
     app.add_middleware(BodyLimit)
     # The conversation webhooks first: a request is matched against the routes in order, and a
     # citizen's turn is the hot path (the API's routes after them cost it nothing).
@@ -90,6 +90,7 @@ def create_app(
     app.include_router(export_routes.router)
     pages.install(app)  # /static, and the pages' errors as pages (the API's stay JSON)
     outages.install(app)  # a store down: 503 with Retry-After, never a 500
+    app.include_router(home.router)  # /, what this is and where to go from here
     app.include_router(signin.router)
     app.include_router(public.router)  # /results, the public results page
     app.include_router(dashboard.router)  # /dashboard, the supervisors' figures and charts

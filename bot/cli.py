@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 from uuid import uuid4
 
-from pydantic import ValidationError
-from sqlmodel import Session as DbSession
-
 import locales
-from bot.settings import Settings
-from storage import db as database
-from storage.models import utcnow
 
+# Nothing heavy is imported here: each command imports what it needs, so that ``ratebot --help``
+# and the small commands start in a fraction of a second (the providers' libraries alone take
+# seconds; docs/benchmarks.md, "Command start-up"). tests/bot/test_cli_start.py checks it.
 if TYPE_CHECKING:
+    import httpx
+
     from bot.results.stats import Period
+    from bot.settings import Settings
+
+
+# How old the worker's heartbeat may be before ``ratebot worker --check`` calls it stuck: a pass
+# may send a few hundred messages and pushes (a push may take its whole timeout), so minutes,
+# not the 5 s between passes.
+HEARTBEAT_MAX_AGE = 120.0
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from bot.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -41,27 +52,70 @@ def _settings() -> Settings:
 def _embedded_upgrade(settings: Settings) -> None:
     """On the embedded SQLite default, commands bring the schema up to date themselves; a
     PostgreSQL deployment runs ``ratebot db upgrade`` once per release instead."""
+    from storage import db as database
+
     if database.normalize_url(settings.database_url).startswith("sqlite"):
-        database.upgrade(settings.database_url)
+        database.upgrade_if_behind(settings.database_url)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from bot.web.limits import SERVER_LIMITS
+
     settings = _settings()
     _embedded_upgrade(settings)
+    if args.demo:
+        _serve_demo(args, settings)
+        return
     uvicorn.run(
-        "bot.app:create_app",
+        "bot.app:served_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        **SERVER_LIMITS,
+    )
+
+
+def _serve_demo(args: argparse.Namespace, settings: Settings) -> None:
+    """``serve --demo``: one process (the demo's conversations live in its memory), with what a
+    first try needs made on its first start (bot/demo.py)."""
+    import uvicorn
+
+    from bot.web.limits import SERVER_LIMITS
+
+    if settings.environment != "development":
+        sys.exit("ratebot serve --demo: only with RATEBOT_ENVIRONMENT=development (it makes an "
+                 "admin account and turns the quiet hours off)")  # fmt: skip
+    if args.workers != 1:
+        sys.exit("ratebot serve --demo: one worker only (the demo's conversations live in its "
+                 "memory)")  # fmt: skip
+    if "public_url" not in settings.model_fields_set and (args.host, args.port) != (
+        "127.0.0.1",
+        8000,
+    ):
+        # Where this server answers, for the signatures and the links (the factory reads it).
+        os.environ["RATEBOT_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
+    uvicorn.run(
+        "bot.demo:served_demo",  # by name, as serve does: the CLI imports no router
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        **SERVER_LIMITS,
     )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    if args.check:
+        _check_heartbeat(args.heartbeat, args.max_age)
+        return
+    import asyncio
+
     from bot import worker
     from bot.runtime import Runtime
 
@@ -70,18 +124,41 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     async def main() -> None:
         rt = Runtime.from_settings(settings)
+        gc.collect()
+        gc.freeze()  # as bot.app.served_app does: full collections skip the start-up objects
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            await worker.run_forever(rt, stop)
+            await worker.run_forever(rt, stop, args.heartbeat)
         finally:
             await rt.close()
 
     asyncio.run(main())
 
 
+def _check_heartbeat(heartbeat: Path | None, max_age: float) -> None:
+    """Exit 0 when the worker finished a pass without an error within ``max_age`` seconds: a
+    container's health check. Reads only the file's time, so it starts in a blink (importing
+    the worker would take seconds)."""
+    import time
+
+    if heartbeat is None:
+        sys.exit("ratebot: --check needs --heartbeat FILE (the one the worker touches)")
+    try:
+        age = time.time() - heartbeat.stat().st_mtime
+    except FileNotFoundError:
+        sys.exit(f"ratebot: no heartbeat at {heartbeat}: the worker has not finished a pass yet")
+    if age > max_age:
+        sys.exit(
+            f"ratebot: the worker's last good pass was {age:.0f} s ago (more than {max_age:.0f} s)"
+        )
+    print(f"worker alive: last good pass {age:.0f} s ago")
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    from storage import db as database
+
     settings = _settings()
     database.upgrade(settings.database_url, args.revision)
     print(f"database at revision {args.revision}")
@@ -89,6 +166,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
 
 def cmd_stats_rebuild(args: argparse.Namespace) -> None:
     from bot.results import rollups
+    from storage import db as database
 
     settings = _settings()
     days = rollups.rebuild(
@@ -131,6 +209,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     """Write the month's report for supervisors (ranking, trend, tickets, appeals, flags)."""
     from bot.results import report, report_files
     from bot.results.scoring import BadResultsFile, results_rules
+    from storage import db as database
+    from storage.models import utcnow
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -154,7 +234,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
-    from bot.web.auth import create_api_key
+    from sqlmodel import Session as DbSession
+
+    from bot.web.keys import create_api_key
+    from storage import db as database
+    from storage.models import utcnow
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -177,6 +261,70 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     print(key)
 
 
+def cmd_apikey_list(args: argparse.Namespace) -> None:
+    """Every key with its role and limits, oldest first; never the key itself."""
+    from bot.web.keys import list_api_keys
+    from storage import db as database
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    engine = database.create_db_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            keys = list_api_keys(conn)
+    finally:
+        engine.dispose()
+    if not keys:
+        print("no API keys; create one: ratebot apikey create --role platform --name NAME")
+        return
+    rows = [("ID", "NAME", "ROLE", "HALLS/DEPARTMENTS", "CREATED", "REVOKED")]
+    rows += [
+        (
+            str(k.id),
+            k.name,
+            k.role,
+            ", ".join(k.halls or k.departments) or "-",
+            _when(k.created_at),
+            _when(k.revoked_at),
+        )
+        for k in keys
+    ]
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for *cells, last in rows:
+        padded = (c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True))
+        print("  ".join([*padded, last]))
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a Chinese character takes two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _when(moment: datetime | None) -> str:
+    """A time as the operator reads it: UTC, to the minute."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> None:
+    from bot.web.keys import ApiKeyError, revoke_api_key
+    from storage import db as database
+    from storage.models import utcnow
+
+    settings = _settings()
+    _embedded_upgrade(settings)
+    engine = database.create_db_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            key = revoke_api_key(conn, args.key, now=utcnow())
+    except ApiKeyError as exc:
+        raise SystemExit(f"ratebot apikey revoke: {exc}") from exc
+    finally:
+        engine.dispose()
+    print(f"API key {key.name!r} (id {key.id}, role {key.role}) revoked; it no longer works")
+
+
 def _new_password(args: argparse.Namespace) -> str:
     """The password from one line of stdin (``--password-stdin``), else asked twice."""
     if args.password_stdin:
@@ -193,6 +341,7 @@ def _account_change(args: argparse.Namespace, change: Callable[[Any], object]) -
     """Run ``change(conn)`` in one transaction (the change and its audit row), or exit with
     the reason it was refused."""
     from bot.pages.accounts import AccountError
+    from storage import db as database
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -208,6 +357,7 @@ def _account_change(args: argparse.Namespace, change: Callable[[Any], object]) -
 
 def cmd_user_create(args: argparse.Namespace) -> None:
     from bot.pages.accounts import create_user
+    from storage.models import utcnow
 
     password = _new_password(args)
     _account_change(
@@ -226,6 +376,7 @@ def cmd_user_create(args: argparse.Namespace) -> None:
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
     from bot.pages.accounts import disable_user
+    from storage.models import utcnow
 
     _account_change(args, lambda conn: disable_user(conn, name=args.name, now=utcnow()))
     print(f"account {args.name!r} disabled; its sessions have ended")
@@ -233,6 +384,7 @@ def cmd_user_disable(args: argparse.Namespace) -> None:
 
 def cmd_user_reset_password(args: argparse.Namespace) -> None:
     from bot.pages.accounts import reset_password
+    from storage.models import utcnow
 
     password = _new_password(args)
     _account_change(
@@ -253,6 +405,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     from dialogs.events import Answered, InboundEvent, OptedIn, OptedOut, RatingClosed, Say
     from dialogs.survey import load_survey
     from locales import ids, normalize_locale
+    from storage.models import utcnow
 
     settings = _settings()
     survey = load_survey(settings.survey_path)
@@ -265,6 +418,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     }
     render = renderers[args.channel]
     session = None
+    print(f"(ratebot chat: {args.channel}, {locale}; type your replies, Ctrl-D to quit)")
     if args.record_no or args.channel == "voice":  # a call: ratebot speaks first
         sprint = engine.start(
             survey, session_id=str(uuid4()), now=utcnow(), locale=locale, record_no=args.record_no
@@ -272,7 +426,6 @@ def cmd_chat(args: argparse.Namespace) -> None:
         session = sprint.session
         welcome = [Say(ids.VOICE_WELCOME)] if args.channel == "voice" else []
         print(render([*welcome, *sprint.events], locale))
-    print(f"(ratebot chat: {args.channel}, {locale}; type your replies, Ctrl-D to quit)")
     while True:
         try:
             line = input("> ")
@@ -288,9 +441,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
             )
         known = sprint.session or session
         session = sprint.session
-        text = render(sprint.events, known.locale if known else locale)
-        if text:
-            print(text)
+        # What was read from this answer, under it; then what ratebot says next.
         for e in sprint.events:
             if isinstance(e, Answered):
                 print(f"  · {e.field} = {e.value!r}")
@@ -299,14 +450,21 @@ def cmd_chat(args: argparse.Namespace) -> None:
                 print(f"  · rating {e.outcome} ({e.reason}): {answers}")
             elif isinstance(e, OptedOut | OptedIn):
                 print(f"  · {type(e).__name__}")
+        text = render(sprint.events, known.locale if known else locale)
+        if text:
+            print(text)
 
 
 def cmd_call(args: argparse.Namespace) -> None:
     """Call a case's citizen now (inside calling hours) to rate it by phone — or, for a bad
     review whose citizen asked for one, to follow it up (回访)."""
+    import asyncio
+
+    from sqlmodel import Session as DbSession
+
     from bot.cases import calls
     from bot.runtime import Runtime
-    from storage.models import CallAttempt
+    from storage.models import CallAttempt, utcnow
 
     settings = _settings()
     _embedded_upgrade(settings)
@@ -330,14 +488,16 @@ def cmd_call(args: argparse.Namespace) -> None:
 
 def cmd_simulate_sms(args: argparse.Namespace) -> None:
     """Post one Twilio-signed SMS webhook to a running ratebot, as Twilio would, and print the
-    reply: for trying a deployment without a phone."""
+    reply's text: for trying a deployment without a phone. A refusal (4xx, 5xx) exits 1 with
+    the status and the service's reason."""
     import httpx
     from twilio.request_validator import RequestValidator
 
     settings = _settings()
     if not settings.twilio_auth_token:
         sys.exit("ratebot: set RATEBOT_TWILIO_AUTH_TOKEN (the same as the running service's)")
-    url = f"{settings.public_url}/channels/sms"
+    base = (args.url or settings.public_url).rstrip("/")
+    url = f"{base}/channels/sms"
     form = {
         "From": args.phone,
         "To": settings.twilio_from or "",
@@ -345,14 +505,54 @@ def cmd_simulate_sms(args: argparse.Namespace) -> None:
         "MessageSid": args.sid or f"SM{uuid4().hex}",
     }
     signature = RequestValidator(settings.twilio_auth_token).compute_signature(url, form)
-    response = httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
-    print(response.status_code)
-    print(response.text)
+    try:
+        response = httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
+    except httpx.TimeoutException:
+        sys.exit(f"ratebot simulate-sms: no answer from {url} within 15 s")
+    except httpx.TransportError as exc:
+        sys.exit(
+            f"ratebot simulate-sms: cannot reach {url} ({type(exc).__name__}): "
+            f"is `ratebot serve` running at {base}?"
+        )
+    if response.is_error:
+        hint = ""
+        if response.status_code == 403:
+            hint = (
+                f"\n(the service checks the signature against its own RATEBOT_PUBLIC_URL and "
+                f"RATEBOT_TWILIO_AUTH_TOKEN; this signed for {base}: give --url its public URL)"
+            )
+        sys.exit(
+            f"ratebot simulate-sms: {response.status_code} {response.reason_phrase}: "
+            f"{_error_detail(response)}{hint}"
+        )
+    print("\n".join(_twiml_messages(response.text)) or "(no reply)")
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The service's ``detail``, or the start of whatever else it answered."""
+    try:
+        detail = response.json()["detail"]
+    except (ValueError, KeyError, TypeError):
+        return str(response.text[:200]).strip() or "(empty answer)"
+    return str(detail)
+
+
+def _twiml_messages(twiml: str) -> list[str]:
+    """The text of each ``<Message>`` of a TwiML answer (the service's own, read as XML)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(twiml)  # noqa: S314 - a ratebot's answer; expat refuses entity bombs
+    except ElementTree.ParseError:
+        sys.exit(f"ratebot simulate-sms: the answer is not TwiML: {twiml[:200]!r}")
+    return ["".join(message.itertext()).strip() for message in root.iter("Message")]
 
 
 def cmd_telegram_set_webhook(args: argparse.Namespace) -> None:
     """Tell Telegram where to deliver updates: RATEBOT_PUBLIC_URL + /channels/telegram, with
     RATEBOT_TELEGRAM_SECRET as the secret token it sends back in every webhook."""
+    import asyncio
+
     from aiogram.exceptions import TelegramAPIError
 
     from bot.runtime import telegram_bot
@@ -420,19 +620,111 @@ def cmd_wechat_qrcode(args: argparse.Namespace) -> None:
         print(f"saved to {args.save}")
 
 
+# One example per command, shown at the end of its --help (keyed by the words after "ratebot").
+EXAMPLES = {
+    "": "ratebot serve --demo",
+    "serve": "ratebot serve --demo",
+    "worker": "ratebot worker --heartbeat /tmp/ratebot-worker.alive",
+    "chat": "ratebot chat --locale en --record-no R1",
+    "call": "ratebot call --record-no 370200-2026-0001",
+    "simulate-sms": "ratebot simulate-sms --phone +8613800138000 5",
+    "telegram": "ratebot telegram set-webhook",
+    "telegram set-webhook": "ratebot telegram set-webhook --drop-pending-updates",
+    "wechat": "ratebot wechat qrcode --record-no 370200-2026-0001 --save case.png",
+    "wechat qrcode": "ratebot wechat qrcode --record-no 370200-2026-0001 --save case.png",
+    "apikey": "ratebot apikey list",
+    "apikey create": "ratebot apikey create --role platform --name queue-system",
+    "apikey list": "ratebot apikey list",
+    "apikey revoke": "ratebot apikey revoke queue-system",
+    "user": "ratebot user create --role admin --name admin",
+    "user create": "ratebot user create --role admin --name admin",
+    "user disable": "ratebot user disable zhang.san",
+    "user reset-password": "ratebot user reset-password admin",
+    "stats": "ratebot stats rebuild --from 2026-11-01 --to 2026-11-30",
+    "stats rebuild": "ratebot stats rebuild --from 2026-11-01 --to 2026-11-30",
+    "report": "ratebot report --period 2026-11 --by department --out report.html",
+    "db": "ratebot db upgrade",
+    "db upgrade": "ratebot db upgrade",
+}
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (when it has one worth saying), and the example's
+    lines as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``ratebot`` and of each of its commands (argparse makes the commands'
+    parsers of the same class): its --help shows the defaults and the command's example."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+        example = EXAMPLES.get(self.prog.removeprefix("ratebot").strip())
+        if self.epilog is None and example is not None:
+            self.epilog = f"example:\n  {example}"
+
+
+class _ShowVersion(argparse.Action):
+    """``--version``: argparse's own action takes the text when the parser is built; this one
+    looks the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from bot import version
+
+        print(f"ratebot {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ratebot", description="Citizens rate government services in conversation."
     )
+    parser.add_argument("--version", action=_ShowVersion)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the web service (and its timer worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (needs Redis)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="a first try: make an admin account, a platform key, a hall with parking and a "
+        "sample case (once; again: say what exists), quiet hours off, then serve",
+    )
     serve.set_defaults(func=cmd_serve)
 
-    commands.add_parser("worker", help="run only the timer worker").set_defaults(func=cmd_worker)
+    worker = commands.add_parser("worker", help="run only the timer worker")
+    worker.add_argument(
+        "--heartbeat",
+        type=Path,
+        metavar="FILE",
+        help="touch FILE after each pass that ran without an error (for --check)",
+    )
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="do not run: exit 0 if the worker's --heartbeat FILE is fresh, 1 if not "
+        "(a health check)",
+    )
+    worker.add_argument(
+        "--max-age",
+        type=float,
+        default=HEARTBEAT_MAX_AGE,
+        metavar="SECONDS",
+        help="with --check: how old the heartbeat may be (default: %(default)s)",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     chat = commands.add_parser("chat", help="try the survey in the terminal")
     chat.add_argument(
@@ -444,22 +736,30 @@ def build_parser() -> argparse.ArgumentParser:
             "WeChat's text reply, or a phone call's prompts (type keys, * to repeat, or words)"
         ),
     )
-    chat.add_argument("--locale")
-    chat.add_argument("--record-no")
+    chat.add_argument("--locale", help="the citizen's language (default: RATEBOT_DEFAULT_LOCALE)")
+    chat.add_argument("--record-no", help="rate this case: ratebot asks first, as an invitation")
     chat.set_defaults(func=cmd_chat)
 
     call = commands.add_parser("call", help="call a case's citizen to rate it (or a callback)")
-    call.add_argument("--record-no", required=True)
+    call.add_argument("--record-no", required=True, help="the case (办件编号) to call about")
     call.set_defaults(func=cmd_call)
 
     simulate = commands.add_parser(
-        "simulate-sms", help="send a Twilio-signed SMS webhook to RATEBOT_PUBLIC_URL"
+        "simulate-sms",
+        help="send a Twilio-signed SMS webhook to a running ratebot and print its reply",
+        description="Post one SMS as Twilio would, signed with RATEBOT_TWILIO_AUTH_TOKEN (the "
+        "service's), and print the reply's text; exits 1 when the service refuses it.",
+    )
+    simulate.add_argument(
+        "--url",
+        help="the service's RATEBOT_PUBLIC_URL, signed for and posted to, when it is not this "
+        "shell's (Docker: the URL the container was given) (default: RATEBOT_PUBLIC_URL)",
     )
     simulate.add_argument(
         "--phone", required=True, help="the citizen's number, e.g. +8613812341234"
     )
     simulate.add_argument("--sid", help="MessageSid (repeat one to see a retry answered the same)")
-    simulate.add_argument("text")
+    simulate.add_argument("text", help="the message, e.g. 5 or 5455")
     simulate.set_defaults(func=cmd_simulate_sms)
 
     telegram = commands.add_parser("telegram", help="the Telegram bot").add_subparsers(
@@ -494,8 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         choices=["platform", "admin", "parking", "department", "supervisor", "reviewer"],
         required=True,
+        help="what the key may do",
     )
-    create.add_argument("--name", default="unnamed")
+    create.add_argument("--name", default="unnamed", help="who uses the key (for list, revoke)")
     create.add_argument(
         "--hall",
         action="append",
@@ -509,6 +810,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --role department: a department whose tickets the key acts on (repeat)",
     )
     create.set_defaults(func=cmd_apikey_create)
+    apikey.add_parser(
+        "list", help="every key: id, name, role, halls or departments, created, revoked"
+    ).set_defaults(func=cmd_apikey_list)
+    revoke = apikey.add_parser("revoke", help="revoke a key: it stops working at once (audited)")
+    revoke.add_argument(
+        "key", metavar="NAME|ID", help="the key's name (one key not yet revoked), or its id"
+    )
+    revoke.set_defaults(func=cmd_apikey_revoke)
 
     user = commands.add_parser("user", help="manage staff accounts (the pages)").add_subparsers(
         dest="action", required=True
@@ -517,10 +826,13 @@ def build_parser() -> argparse.ArgumentParser:
         "create",
         help="create an account that signs in at /login",
         description="Create a staff account; the password is asked twice (or read from one "
-        "line of stdin). Example: ratebot user create --role admin --name admin",
+        "line of stdin).",
     )
     user_create.add_argument(
-        "--role", choices=["department", "supervisor", "reviewer", "admin"], required=True
+        "--role",
+        choices=["department", "supervisor", "reviewer", "admin"],
+        required=True,
+        help="which pages the account opens",
     )
     user_create.add_argument("--name", required=True, help="what the person types to sign in")
     user_create.add_argument(
@@ -534,12 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_create.set_defaults(func=cmd_user_create)
     user_disable = user.add_parser("disable", help="disable an account and end its sessions")
-    user_disable.add_argument("name")
+    user_disable.add_argument("name", help="the account's name")
     user_disable.set_defaults(func=cmd_user_disable)
     user_reset = user.add_parser(
         "reset-password", help="give an account a new password and end its sessions"
     )
-    user_reset.add_argument("name")
+    user_reset.add_argument("name", help="the account's name")
     user_reset.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin (scripts)"
     )
@@ -553,8 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recount the rollups from the raw ratings",
         description="Recount every day's rollups from the raw ratings (the worker keeps them "
         "up to date by itself; this is for a restore or a change of counting rules). Days are "
-        "local to RATEBOT_TIMEZONE. "
-        "Example: ratebot stats rebuild --from 2026-11-01 --to 2026-11-30",
+        "local to RATEBOT_TIMEZONE.",
     )
     rebuild.add_argument(
         "--from",
@@ -571,15 +882,14 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="write a month's report for supervisors (HTML or XLSX)",
         description="The month's ranking, headline figures and trend, bad reviews and how they "
-        "were handled, overdue tickets, appeals and fraud flags, from the statistics' rollups. "
-        "Example: ratebot report --period 2026-11 --by department --out report.html",
+        "were handled, overdue tickets, appeals and fraud flags, from the statistics' rollups.",
     )
     report.add_argument("--period", type=_report_month, required=True, help="the month: 2026-11")
     report.add_argument(
         "--by",
         type=_rank_by,
         default="department",
-        help="what is ranked: department (the default), item, district, hall, window or clerk",
+        help="what is ranked: department, item, district, hall, window or clerk",
     )
     report.add_argument("--lang", choices=locales.LOCALES, help="default: RATEBOT_DEFAULT_LOCALE")
     report.add_argument("--out", type=_report_file, required=True, help="report.html or .xlsx")
@@ -587,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument("revision", nargs="?", default="head", help="the revision to reach")
     upgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 

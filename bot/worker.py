@@ -11,6 +11,7 @@ import asyncio
 import logging
 from contextlib import suppress
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import update
 from sqlmodel import Session as DbSession
@@ -150,13 +151,18 @@ def _close_as_is(rt: Runtime, rating_id: int, now: datetime) -> None:
             db.add(rating)
 
 
-async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
-    """The worker loop: run what is due every ``RATEBOT_WORKER_INTERVAL_SECONDS`` until ``stop``."""
+async def run_forever(rt: Runtime, stop: asyncio.Event, heartbeat: Path | None = None) -> None:
+    """The worker loop: run what is due every ``RATEBOT_WORKER_INTERVAL_SECONDS`` until ``stop``.
+    After each pass that ran without an error it touches ``heartbeat`` (when given), so that a
+    process check (``ratebot worker --check``, a container's health check) sees it working."""
     interval = rt.settings.worker_interval_seconds
     while not stop.is_set():
         try:
             await run_due(rt)
         except Exception:  # noqa: BLE001 - one bad job must not stop the timers; it is logged
             log.exception("worker tick failed")
+        else:
+            if heartbeat is not None:
+                heartbeat.touch()
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -99,6 +99,11 @@ def parse_update(body: bytes, bot: Bot) -> Update:
     return update
 
 
+def carries_event(update: Update) -> bool:
+    """Whether ``update`` holds one of :data:`ALLOWED_UPDATES` (an update may hold none)."""
+    return any(getattr(update, kind) is not None for kind in ALLOWED_UPDATES)
+
+
 def _reason(exc: Exception) -> str:
     if not isinstance(exc, ValidationError):
         return "nested too deeply"

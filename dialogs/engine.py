@@ -58,6 +58,7 @@ GOODBYE_RETRIES = N_("goodbye.retries")
 OPTOUT_CONFIRMED = N_("optout.confirmed")
 OPTIN_CONFIRMED = N_("optin.confirmed")
 ALREADY_RATED = N_("session.already_rated")
+RESUMED = N_("session.resumed")
 
 # Best first, as the 好差评 scheme lists them; the value is what the citizen replies.
 LEVEL_OPTIONS = (
@@ -173,6 +174,41 @@ def ask(survey: Survey, session: Session) -> Sprint:
     if session.step is None:
         return Sprint(session, [Say(ALREADY_RATED)])
     return Sprint(session, [_prompt(survey, session)])
+
+
+def recover(
+    survey: Survey, session: Session, event: InboundEvent | None = None, *, now: datetime
+) -> Sprint:
+    """A conversation whose state was lost (a state store restarted without its data), rebuilt
+    by the caller from the answers its records keep (``session.step`` is not read).
+
+    A message (``event``) that gives exactly those answers to the first question is the
+    provider's retry of the message that gave them (its reply was lost with the state): it is
+    answered as it was then. Otherwise the conversation's question is the first one the answers
+    leave open, asked after an apology, and the message is not taken as its answer — it may
+    answer a later question whose answer was lost with the state — so every answer the records
+    miss is asked again, never guessed."""
+    if event is not None:
+        first = session.model_copy(update={"step": survey.start, "answers": {}, "retries": 0})
+        again = resume(survey, first, event, now=now, new_session_id=session.id)
+        if again.session is not None and again.session.answers == session.answers:
+            return again
+    step_id = survey.start
+    while step_id != END and _answered(session.answers, survey.step(step_id).field):
+        step_id = _next(survey.step(step_id).next, session.answers)
+    if step_id == END:
+        done = _touch(survey, session, now, step=None, retries=0)
+        return _close(survey, done, now, "finished", [Say(THANKS)])
+    resumed = _touch(survey, session, now, step=step_id, retries=0)
+    return Sprint(resumed, [Say(RESUMED), _prompt(survey, resumed)])
+
+
+def _answered(answers: dict[str, Any], field: str) -> bool:
+    """Whether ``answers`` has a value at the dotted ``field``."""
+    *parents, key = field.split(".")
+    for parent in parents:
+        answers = answers.get(parent) or {}
+    return answers.get(key) is not None
 
 
 def _opening(survey: Survey, session_id: str, now: datetime, locale: str) -> Sprint:

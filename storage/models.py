@@ -71,8 +71,9 @@ class ServiceRecord(SQLModel, table=True):
 class Invitation(SQLModel, table=True):
     """An invitation to rate one case, over one channel.
 
-    ``status``: scheduled (waiting for quiet hours to end) → sending → sent | failed; or
-    suppressed, with ``reason`` (opted_out, cooldown, no_contact).
+    ``status``: scheduled (``reason`` quiet_hours: waiting for them to end) → sending → sent
+    | failed (``reason`` send_failed); or suppressed, with ``reason`` (opted_out, cooldown,
+    no_contact).
     """
 
     __tablename__ = "invitations"

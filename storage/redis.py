@@ -24,18 +24,32 @@ import secrets
 from typing import Any, Self
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from storage.base import ConversationBusy, ConversationStore, StagedWrite
 
 DEFAULT_PREFIX = "ratebot:"
+# A turn's scripts answer in well under a millisecond; a Redis that has not answered in a second
+# is down or cut off. One quick retry re-makes a connection a restart dropped; a turn then learns
+# that Redis is away within about 2 s — inside WeChat's 5 s (its reply budget is 4 s) and
+# Twilio's 15 s — so the webhook answers 503 and the provider retries, rather than the provider
+# giving up on a hanging request. No health-check PING before commands: its own retries would
+# multiply the wait, and a dead pooled connection is retried anyway.
+SOCKET_TIMEOUT = 1.0  # seconds, to connect and for each answer
+CLIENT_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), retries=1)
 RETRY_FIRST_DELAY = 0.005  # seconds; doubled after each miss...
 RETRY_MAX_DELAY = 0.05  # ...up to this, so a waiter notices a freed lock quickly
 
 # KEYS: lock, session[, delivery]   ARGV: token, lock expiry (ms)
 # Returns {0} when somebody else holds the lock, else {1, session or false, reply or false}.
+# The token's own lock counts as taken: the client retries a script whose answer a dropped
+# connection lost (CLIENT_RETRY), and that retry must not wait for the lock it already holds.
 LOCK_AND_LOAD = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {0}
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+        return {0}
+    end
 end
 local reply = false
 if KEYS[3] then
@@ -122,8 +136,9 @@ class RedisConversationStore(ConversationStore):
         ``connection_kwargs`` go to ``Redis.from_url``; the rest to the constructor.
         """
         options = {
-            "socket_connect_timeout": 5,
-            "health_check_interval": 30,
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+            "retry": CLIENT_RETRY,
             **(connection_kwargs or {}),
         }
         return cls(Redis.from_url(url, **options), **kwargs)

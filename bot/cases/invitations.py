@@ -2,8 +2,10 @@
 
 A reported case gets one invitation (一事一评). It is suppressed — recorded with the reason, never
 sent — when the citizen opted out, was invited within the cooldown window, or left no contact.
-During quiet hours it waits, ``scheduled``, for the worker. Sending claims the invitation with a
-conditional UPDATE, so the request that created it and any number of workers never send it twice.
+During quiet hours it waits, ``scheduled`` with the reason ``quiet_hours``, for the worker. Each
+is logged with its reason (the console shows why no invitation went out). Sending claims the
+invitation with a conditional UPDATE, so the request that created it and any number of workers
+never send it twice.
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def new_invitation(
             # Due now: claimed by the request that reports the case, which sends it at once
             # (so no worker can take it in between).
             invitation.status = "sending"
+        else:  # held until the quiet hours end; the worker sends it then (the reason clears)
+            invitation.reason = "quiet_hours"
+    if invitation.status == "suppressed":
+        log.info("invitation of case %s suppressed: %s", record.record_no, invitation.reason)
+    elif invitation.reason == "quiet_hours":
+        assert invitation.scheduled_at is not None
+        log.info(
+            "invitation of case %s held: quiet_hours (RATEBOT_QUIET_HOURS=%s) until %s",
+            record.record_no,
+            rt.settings.quiet_hours,
+            invitation.scheduled_at.astimezone(rt.settings.zone).isoformat(timespec="minutes"),
+        )
     db.add(invitation)
     return invitation
 

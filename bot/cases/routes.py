@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session as DbSession
 from sqlmodel import col, select
@@ -18,7 +18,8 @@ from bot.results.views import rating_views, record_public
 from bot.runtime import Runtime
 from bot.web.auth import require_role
 from bot.web.deps import DbDep, RuntimeDep
-from bot.web.limits import Text, refuse_nul
+from bot.web.limits import Moment, Text, refuse_nul
+from bot.web.problems import API_ERRORS, errors
 from locales import normalize_locale
 from storage.models import Invitation, OutboundMessage, Rating, ServiceRecord
 from storage.privacy import mask, normalize_phone
@@ -57,16 +58,21 @@ class ServiceRecordCreate(BaseModel):
     hall: Annotated[Text, StringConstraints(max_length=64)]
     window: Annotated[Text, StringConstraints(max_length=32)]
     clerk: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
-    completed_at: AwareDatetime | None = None
+    completed_at: Moment | None = None
     citizen: CitizenIn | None = None
     # default: sms with a phone, else wechat; voice: an outbound call
     channel: Literal["sms", "voice", "wechat"] | None = None
 
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=API_ERRORS)
 
 
-@router.post("/service-records", status_code=201, dependencies=[require_role("platform")])
+@router.post(
+    "/service-records",
+    status_code=201,
+    dependencies=[require_role("platform")],
+    responses={200: {"description": "Reported before: the record as it is"}},
+)
 async def report_service_record(
     body: ServiceRecordCreate, rt: RuntimeDep, response: Response
 ) -> dict[str, Any]:
@@ -124,7 +130,9 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
         return record.id, invitation.id if invitation.status == "sending" else None, True
 
 
-@router.get("/service-records/{record_no}", dependencies=[require_role("platform")])
+@router.get(
+    "/service-records/{record_no}", dependencies=[require_role("platform")], responses=errors(404)
+)
 def get_service_record(record_no: str, rt: RuntimeDep, db: DbDep) -> dict[str, Any]:
     """The record, its invitation(s) with delivery status, and its rating. Personal data masked."""
     record_id = db.exec(
@@ -188,7 +196,11 @@ class WeChatQrCodeIn(BaseModel):
     expire_seconds: int | None = Field(default=None, ge=60, le=2_592_000)
 
 
-@router.post("/service-records/{record_no}/wechat-qrcode", dependencies=[require_role("platform")])
+@router.post(
+    "/service-records/{record_no}/wechat-qrcode",
+    dependencies=[require_role("platform")],
+    responses=errors(404, 409, 502),
+)
 def create_wechat_qrcode(
     record_no: str, rt: RuntimeDep, db: DbDep, body: WeChatQrCodeIn | None = None
 ) -> dict[str, Any]:

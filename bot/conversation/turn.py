@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from bot import metrics
 from bot.conversation.optouts import opt_in, opt_out
 from bot.conversation.ratings import follow_up_due, save_late_recording, save_rating
+from bot.conversation.recovery import lost_session
 from bot.rewards.vouchers import issue_voucher, voucher_for_case
 from bot.runtime import Runtime
 from bot.tickets.opening import rating_finished
@@ -45,6 +46,7 @@ from dialogs.events import (
     Sprint,
     VoucherIssued,
 )
+from dialogs.parser import parse_command
 from dialogs.session import Session
 from dialogs.survey import TextStep
 from locales import ids
@@ -150,12 +152,19 @@ class Conversations:
         first reply again and changes nothing."""
 
         async def act(before: Session | None, now: datetime) -> Sprint:
-            if _late_recording(event, before):
-                assert before is not None
-                return await run_in_threadpool(self._keep_late_recording, before, event)
-            sprint = engine.resume(
-                self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
-            )
+            sprint = None
+            if before is None:
+                before = await self._lost(event, now)
+                if _answered_before(before) and parse_command(event.button or event.text) is None:
+                    assert before is not None
+                    sprint = engine.recover(self.rt.survey, before, event, now=now)
+            if sprint is None:
+                if _late_recording(event, before):
+                    assert before is not None
+                    return await run_in_threadpool(self._keep_late_recording, before, event)
+                sprint = engine.resume(
+                    self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
+                )
             if _touches_records(sprint):  # persist, then compose
                 channel, contact = event.channel, event.sender
                 written = await run_in_threadpool(self.persist, sprint, channel, contact, now)
@@ -205,16 +214,29 @@ class Conversations:
             opened = {"source": source, "evaluation_count": evaluation_count}
             return Sprint(sprint.session.model_copy(update=opened), sprint.events)
 
-        return await self._turn(event, act, render)
+        return await self._turn(event, act, render, joining=True)
 
     async def ask(
-        self, event: InboundEvent, render: Render, *, preface: Sequence[Event] = ()
+        self,
+        event: InboundEvent,
+        render: Render,
+        *,
+        preface: Sequence[Event] = (),
+        joining: bool = True,
     ) -> Reply:
         """The question the conversation is at — the first one, opening an unsolicited rating,
         when none is open; "already rated" for a closed one — after ``preface`` (a welcome).
-        For a chat's /start, /rate, a new follower, a menu's "rate"."""
+        For a chat's /start, /rate, a new follower, a menu's "rate", a call's start; a call's
+        "say it again" (``*``) is not ``joining`` its conversation: it asks again only on the
+        call the conversation is on."""
 
         async def act(before: Session | None, now: datetime) -> Sprint:
+            if before is None:
+                before = await self._lost(event, now)
+                if _answered_before(before):
+                    assert before is not None
+                    sprint = engine.recover(self.rt.survey, before, now=now)
+                    return Sprint(sprint.session, [*preface, *sprint.events])
             if before is None:
                 locale = event.locale or self.rt.settings.default_locale
                 sprint = engine.start(
@@ -224,7 +246,7 @@ class Conversations:
                 sprint = engine.ask(self.rt.survey, before)
             return Sprint(sprint.session, [*preface, *sprint.events])
 
-        return await self._turn(event, act, render)
+        return await self._turn(event, act, render, joining=joining)
 
     async def close(self, event: InboundEvent) -> None:
         """The citizen left the channel (WeChat's ``unsubscribe``): end an open conversation
@@ -249,9 +271,6 @@ class Conversations:
 
         async def act(before: Session | None, now: datetime) -> Sprint:
             if before is None or before.step is None:
-                return Sprint(before, [])
-            if before.call_sid not in (None, event.call_sid):
-                log.info("the end of an earlier call; conversation %s is on another", before.id)
                 return Sprint(before, [])
             closing = await self._close(event, before, now, reason="hung_up")
             earned.extend(
@@ -322,6 +341,11 @@ class Conversations:
             metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
         return Written(voucher=voucher, opted_out_again=opted_out_again)
 
+    async def _lost(self, event: InboundEvent, now: datetime) -> Session | None:
+        """The conversation the state store lost, found in the records (``recovery``)."""
+        key = conversation_key(event.channel, event.sender)
+        return await run_in_threadpool(lost_session, self.rt, key, event.channel, event.sender, now)
+
     def _keep_late_recording(self, session: Session, event: InboundEvent) -> Sprint:
         """The recording answers the question the call ended at: kept with the rating, the
         conversation stays closed, nothing is said (the caller is gone)."""
@@ -369,11 +393,17 @@ class Conversations:
         render: Render,
         *,
         leaving: bool = False,
+        joining: bool = False,
     ) -> Reply:
         """One turn of ``event``'s conversation: under its lock, answer a re-delivery with the
         first reply; else ``act`` on the session and keep the session it returns — with the
         channel's marks of ``event`` on it (:meth:`InboundEvent.mark`) unless the citizen is
-        ``leaving`` the channel — together with the rendered reply."""
+        ``leaving`` the channel — together with the rendered reply.
+
+        A phone call's request about a conversation that another call has since taken over
+        changes nothing and is answered with nothing (a hang-up), unless the event is a call
+        ``joining`` the conversation (its start): a late answer, recording or status of an
+        earlier call never lands in, or closes, the newer call's conversation."""
         key = conversation_key(event.channel, event.sender)
         async with self.rt.store.turn(key, event.delivery_id) as turn:
             if turn.previous_reply is not None:
@@ -381,9 +411,15 @@ class Conversations:
                 return Reply(turn.previous_reply, repeated=True)
             before = load_session(turn.session_json)
             now = self.rt.clock()
-            sprint = await act(before, now)
+            stale = not joining and _on_another_call(event, before)
+            if stale:
+                assert before is not None
+                log.info(
+                    "a late request of an earlier call; conversation %s is on another", before.id
+                )
+            sprint = Sprint(before, []) if stale else await act(before, now)
             after = sprint.session
-            if after is not None and not leaving:
+            if after is not None and not leaving and not stale:
                 after = event.mark(after)
             known = after or before
             locale = known.locale if known else (event.locale or self.rt.settings.default_locale)
@@ -395,8 +431,22 @@ class Conversations:
         return Reply(reply)
 
 
+def _answered_before(session: Session | None) -> bool:
+    """An open conversation found in the records with answers in it (a rating in progress)."""
+    return session is not None and session.step is not None and bool(session.answers)
+
+
 def _say_nothing(events: Sequence[Event], locale: str) -> str:
     return ""
+
+
+def _on_another_call(event: InboundEvent, before: Session | None) -> bool:
+    """``event`` came on a phone call, and the conversation is on another one."""
+    return (
+        event.call_sid is not None
+        and before is not None
+        and before.call_sid not in (None, event.call_sid)
+    )
 
 
 def _late_recording(event: InboundEvent, before: Session | None) -> bool:

@@ -17,7 +17,7 @@ from bot.web import audit
 from bot.web.audit import SYSTEM, Actor
 from storage.tables import staff_sessions, user_departments, users
 
-# The API keys' people roles (bot.web.auth.ROLES without the machines: platform, parking).
+# The API keys' people roles (bot.web.keys.ROLES without the machines: platform, parking).
 ROLES = ("department", "supervisor", "reviewer", "admin")
 # Where each role lands after signing in.
 HOMES = {

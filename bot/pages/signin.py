@@ -2,8 +2,12 @@
 
 ``POST /login`` checks the password (Argon2) and opens a session; five wrong passwords for one
 name within 15 minutes lock that name for 15 minutes, counted in the state store so that every
-worker sees every attempt. Unknown names are counted and answered exactly like wrong passwords
-(no one learns which names exist). Every attempt is an audit row."""
+worker sees every attempt. A name's attempts take turns (the voucher guessers' turns,
+:meth:`Guesses.turn`, under the state store's lock: across workers with Redis), each reading the
+lock after the failures of the ones before it, so parallel attempts, to one worker or many, get
+no more passwords checked than attempts in a row; a locked name's password is not checked at
+all. Unknown names are counted and answered exactly like wrong passwords (no one learns which
+names exist). Every attempt is an audit row."""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from bot.pages.web import (
     render,
     signed_in,
 )
+from bot.rewards.guesses import TooManyGuesses, get_guesses
 from bot.runtime import Runtime
 from bot.web import audit
 from bot.web.audit import Actor
@@ -125,8 +130,17 @@ async def login(request: Request, form: CsrfForm) -> Response:
             status_code=422,
         )
     failures, lock = _keys(rt, name)
-    locked = await rt.store.count_events(lock, LOCK_WINDOW) > 0
-    attempt = await run_in_threadpool(_attempt, rt, name, password, locked)
+    try:
+        async with get_guesses(request).turn(f"signin:{name.casefold()}"):
+            locked = await rt.store.count_events(lock, LOCK_WINDOW) > 0
+            attempt = await run_in_threadpool(_attempt, rt, name, password, locked)
+            counted = attempt.outcome in ("wrong_password", "unknown")
+            if counted and await rt.store.record_event(failures, LOCK_WINDOW) >= LOCK_AFTER:
+                await rt.store.record_event(lock, LOCK_WINDOW)
+                locked = True
+    except TooManyGuesses:  # the name's earlier attempts still hold its turn: refused unchecked
+        locked = True
+        attempt = await run_in_threadpool(_attempt, rt, name, password, locked)
     if attempt.outcome == "signed_in":
         assert attempt.actor is not None and attempt.token is not None
         response = RedirectResponse(next_path or home_of(attempt.actor), status_code=303)
@@ -138,10 +152,6 @@ async def login(request: Request, form: CsrfForm) -> Response:
             secure=rt.settings.public_url.startswith("https://"),
         )
         return response
-    counted = attempt.outcome in ("wrong_password", "unknown")
-    if counted and await rt.store.record_event(failures, LOCK_WINDOW) >= LOCK_AFTER:
-        await rt.store.record_event(lock, LOCK_WINDOW)
-        locked = True
     if locked:
         problem, status_code = gettext(locale, LOCKED, minutes=LOCK_WINDOW // 60), 429
     elif attempt.outcome == "disabled":
@@ -155,11 +165,12 @@ async def login(request: Request, form: CsrfForm) -> Response:
 
 def _attempt(rt: Runtime, name: str, password: str, locked: bool) -> Attempt:
     """Check ``password`` for ``name`` and write the audit row (and, on success, the session) in
-    one transaction. A locked name is refused even with the right password."""
+    one transaction. A locked name is refused even with the right password, which is not
+    checked: a guesser learns nothing from it, and costs no Argon2 hash."""
     now = rt.clock()
     with rt.db.begin() as conn:
         user = find_user(conn, name)
-        matches = password_matches(conn, user, password)
+        matches = not locked and password_matches(conn, user, password)
         if user is None:
             audit.write(
                 conn,

@@ -18,10 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +30,7 @@ from bot.pages.accounts import HOMES
 from bot.pages.sessions import SignedIn, current_session, sign, unsign
 from bot.web.audit import Actor
 from bot.web.deps import get_runtime
+from bot.web.invalid import invalid_request
 from bot.web.locale import HTML_LANG, LANG_COOKIE, chosen_locale, page_locale
 from locales import LOCALES, N_, gettext
 
@@ -335,7 +333,7 @@ def install(app: FastAPI) -> None:
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         if not _is_page_request(request):
-            return await request_validation_exception_handler(request, exc)
+            return await invalid_request(request, exc)  # one readable detail, as the API's
         return error_page(request, 422, INVALID)
 
     app.add_exception_handler(PageError, on_page_error)

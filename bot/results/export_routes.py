@@ -22,8 +22,9 @@ from bot.runtime import Runtime
 from bot.web.audit import Actor
 from bot.web.auth import require_actor
 from bot.web.deps import RuntimeDep
+from bot.web.problems import API_ERRORS
 
-router = APIRouter(prefix="/api/v1/exports")
+router = APIRouter(prefix="/api/v1/exports", responses=API_ERRORS)
 
 Staff = Annotated[Actor, require_actor("department", "supervisor", "reviewer")]
 Name = Annotated[str | None, Query(min_length=1, max_length=100)]

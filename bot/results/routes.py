@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
@@ -20,10 +20,12 @@ from bot.web import audit
 from bot.web.audit import Actor
 from bot.web.auth import require_actor, require_role
 from bot.web.deps import DbDep, RuntimeDep
+from bot.web.limits import Moment
+from bot.web.problems import API_ERRORS, errors
 from storage.models import Rating, ServiceRecord
 from storage.tables import published_rankings
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=API_ERRORS)
 
 
 @router.get("/ratings", dependencies=[require_role("admin")])
@@ -38,8 +40,8 @@ def list_ratings(
     status_: Annotated[
         Literal["in_progress", "complete", "incomplete"] | None, Query(alias="status")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Moment | None, Query(alias="from")] = None,
+    until: Annotated[Moment | None, Query(alias="to")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -165,7 +167,7 @@ class PublishIn(BaseModel):
     by: RankBy
 
 
-@router.post("/rankings/publish", status_code=201)
+@router.post("/rankings/publish", status_code=201, responses=errors(409))
 def publish_ranking(body: PublishIn, rt: RuntimeDep, actor: Supervisor) -> dict[str, Any]:
     """Freeze a closed period's ranking as published: later exclusions change the live figures,
     not this."""
@@ -213,7 +215,7 @@ def _published(frozen: dict[str, Any], at: datetime, by: str) -> dict[str, Any]:
     return {**frozen, "published_at": at.isoformat(), "published_by": by}
 
 
-@router.get("/rankings/published")
+@router.get("/rankings/published", responses=errors(404))
 def get_published_ranking(
     rt: RuntimeDep, _actor: Reader, by: RankBy, period: Annotated[str, Query(max_length=16)]
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from bot.runtime import Runtime
 from bot.web.audit import Actor
 from bot.web.auth import require_actor, require_role
 from bot.web.deps import RuntimeDep
+from bot.web.problems import API_ERRORS, errors
 from storage.tables import upstream_outbox
 
 
@@ -32,7 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(prefix="/api/v1", lifespan=lifespan)
+router = APIRouter(prefix="/api/v1", lifespan=lifespan, responses=API_ERRORS)
 
 # A row id in a path: larger numbers are no row (and would overflow PostgreSQL's integer).
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -74,7 +75,7 @@ def list_items(
     }
 
 
-@router.post("/upstream/{item_id}/retry")
+@router.post("/upstream/{item_id}/retry", responses=errors(404, 409))
 async def retry_item(item_id: ItemId, rt: RuntimeDep, actor: Supervisor) -> dict[str, Any]:
     """A dead item, pending again from its first attempt (an audit entry): 404 unknown, 409
     not dead."""

@@ -21,6 +21,8 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -31,7 +33,6 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     StringConstraints,
@@ -40,7 +41,7 @@ from pydantic import (
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot.rewards.guesses import get_guesses, lifespan
+from bot.rewards.guesses import Guess, TooManyGuesses, get_guesses, lifespan
 from bot.rewards.vouchers import (
     HALL_CODE,
     code_hash,
@@ -54,7 +55,8 @@ from bot.web import audit
 from bot.web.audit import Actor
 from bot.web.auth import require_actor, require_role
 from bot.web.deps import RuntimeDep, get_runtime
-from bot.web.limits import Line
+from bot.web.limits import Line, Moment
+from bot.web.problems import API_ERRORS, errors
 from storage.models import ApiKey, UTCDateTime
 from storage.tables import halls, key_halls, ratings, redemptions, vouchers
 
@@ -66,7 +68,7 @@ YEARS = (2000, 2100)  # the times a gate or a report may name: far from any cale
 MAX_STAY = timedelta(days=366)
 
 
-router = APIRouter(prefix="/api/v1", lifespan=lifespan)
+router = APIRouter(prefix="/api/v1", lifespan=lifespan, responses=API_ERRORS)
 
 
 # --- the gate's API -------------------------------------------------------------------------
@@ -79,8 +81,8 @@ class RedeemIn(BaseModel):
 
     plate: Annotated[Line, StringConstraints(max_length=16)]
     lot: Annotated[Line, StringConstraints(max_length=64)]
-    entered_at: AwareDatetime
-    exited_at: AwareDatetime
+    entered_at: Moment
+    exited_at: Moment
 
     @model_validator(mode="after")
     def _exit_after_entry(self) -> RedeemIn:
@@ -135,47 +137,59 @@ def voucher_view(row: Any, code: str, now: datetime) -> dict[str, Any]:
     return view
 
 
-async def _checked_code(request: Request, key: ApiKey, typed: str) -> str:
-    """The code in the path, after the key's wait; a malformed one is refused (422) unlooked-up."""
+@asynccontextmanager
+async def _guess(request: Request, key: ApiKey, typed: str) -> AsyncIterator[tuple[str, Guess]]:
+    """The code in the path, in the key's turn (after its wait): a malformed one is refused
+    (422) unlooked-up, and counted as a miss; 429 when the key's earlier requests hold the turn
+    too long."""
     guesses = get_guesses(request)
-    await guesses.wait(f"key:{key.id}")
-    code = parse_code(typed)
-    if code is None:
-        await guesses.missed(f"key:{key.id}", f"API key {key.name!r}", typed)
+    try:
+        async with guesses.turn(f"key:{key.id}") as guess:
+            code = parse_code(typed)
+            if code is None:
+                await guess.missed(f"API key {key.name!r}", typed)
+                raise HTTPException(
+                    422,
+                    "malformed voucher code: 11 letters and digits (no 0, 1, I, O) with a valid "
+                    "check",
+                )
+            yield code, guess
+    except TooManyGuesses:
         raise HTTPException(
-            422, "malformed voucher code: 11 letters and digits (no 0, 1, I, O) with a valid check"
-        )
-    return code
+            429,
+            "too many unknown voucher codes tried: one request at a time, slowed down",
+            headers={"Retry-After": str(int(guesses.max_delay))},
+        ) from None
 
 
-async def _not_found(request: Request, key: ApiKey, code: str) -> HTTPException:
-    await get_guesses(request).missed(f"key:{key.id}", f"API key {key.name!r}", code)
+async def _not_found(key: ApiKey, guess: Guess, code: str) -> HTTPException:
+    await guess.missed(f"API key {key.name!r}", code)
     return HTTPException(404, "no such voucher")
 
 
 ParkingKey = Annotated[ApiKey, require_role("parking")]
 
 
-@router.get("/parking/vouchers/{code}")
+@router.get("/parking/vouchers/{code}", responses=errors(404, 429))
 async def get_voucher(code: str, request: Request, key: ParkingKey) -> dict[str, Any]:
     """A voucher's state, hall, free minutes and times, for the gate."""
     rt = get_runtime(request)
-    compact = await _checked_code(request, key, code)
+    async with _guess(request, key, code) as (compact, guess):
 
-    def find() -> tuple[Any, bool]:
-        with rt.db.connect() as conn:
-            row = voucher_row(conn, rt.privacy, compact)
-            return row, row is not None and _may_use(conn, key, row.hall_code)
+        def find() -> tuple[Any, bool]:
+            with rt.db.connect() as conn:
+                row = voucher_row(conn, rt.privacy, compact)
+                return row, row is not None and _may_use(conn, key, row.hall_code)
 
-    row, allowed = await run_in_threadpool(find)
-    if row is None:
-        raise await _not_found(request, key, compact)
+        row, allowed = await run_in_threadpool(find)
+        if row is None:
+            raise await _not_found(key, guess, compact)
     if not allowed:
         raise HTTPException(403, f"this key is not for hall {row.hall_code}")
     return voucher_view(row, compact, rt.clock())
 
 
-@router.post("/parking/vouchers/{code}/redeem")
+@router.post("/parking/vouchers/{code}/redeem", responses=errors(404, 409, 429))
 async def redeem_voucher(
     code: str,
     body: RedeemIn,
@@ -185,10 +199,10 @@ async def redeem_voucher(
 ) -> JSONResponse:
     """Redeem a voucher at the gate: 200 with the minutes granted, exactly once."""
     rt = get_runtime(request)
-    compact = await _checked_code(request, key, code)
-    answer = await run_in_threadpool(_redeem, rt, key, compact, body, idempotency_key)
-    if answer is None:
-        raise await _not_found(request, key, compact)
+    async with _guess(request, key, code) as (compact, guess):
+        answer = await run_in_threadpool(_redeem, rt, key, compact, body, idempotency_key)
+        if answer is None:
+            raise await _not_found(key, guess, compact)
     return answer.response()
 
 
@@ -368,7 +382,7 @@ FLAG_CITIZEN = sa.text(
 ).bindparams(sa.bindparam("now", type_=UTCDateTime))
 
 
-@router.post("/vouchers/{code}/revoke")
+@router.post("/vouchers/{code}/revoke", responses=errors(404, 409))
 def revoke_voucher(
     code: str, body: RevokeIn, rt: RuntimeDep, actor: Annotated[Actor, require_actor()]
 ) -> dict[str, Any]:
@@ -417,7 +431,7 @@ def revoke_voucher(
 COUNTS = ("issued", "redeemed", "expired", "revoked")
 
 
-@router.get("/reports/vouchers", dependencies=[require_role("admin")])
+@router.get("/reports/vouchers", dependencies=[require_role("admin")], responses=errors(404))
 def vouchers_report(
     rt: RuntimeDep,
     hall: Annotated[str | None, Query(pattern=HALL_CODE)] = None,
@@ -428,6 +442,9 @@ def vouchers_report(
     last 30 days): vouchers issued, redeemed, expired and revoked; and the redemption rate, the
     share of the vouchers issued in the period that were redeemed."""
     now = rt.clock()
+    if any(day is not None and not YEARS[0] <= day.year <= YEARS[1] for day in (since, until)):
+        # before the default is worked out: 0001-01-01 minus 29 days is no date (a 500)
+        raise HTTPException(422, f"from and to must be within the years {YEARS[0]}-{YEARS[1]}")
     until = until or now.astimezone(rt.settings.zone).date()
     since = since or until - timedelta(days=29)
     if not (YEARS[0] <= since.year and until.year <= YEARS[1]):

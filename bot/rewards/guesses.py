@@ -5,24 +5,42 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 
 from bot.runtime import Runtime
-from storage.base import ConversationStore
+from storage.base import ConversationBusy, ConversationStore
 from storage.privacy import Privacy
 
 log = logging.getLogger("ratebot.parking")
 
 
-@dataclass
-class _Queue:
-    """A slowed client's requests in this process, waiting their turn."""
+class TooManyGuesses(Exception):
+    """The client's earlier requests still hold its turn: refused (429) without a look-up."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # requests holding or waiting for ``lock``; dropped at 0
+
+@dataclass
+class Guess:
+    """One request's look-up, inside its client's turn."""
+
+    guesses: Guesses
+    who: str
+
+    async def missed(self, name: str, typed: str) -> None:
+        """The code looked up does not exist: count a miss of the client; from the ``free``-th
+        on, log it by ``name`` (never ``typed``, the code tried: only its first three symbols)."""
+        misses = await self.guesses.count(self.who, miss=True)
+        if misses >= self.guesses.free:
+            log.warning(
+                "%s tried a voucher code that does not exist (%s…): %d misses in %d minutes, "
+                "now slowed down",
+                name,
+                typed[:3],
+                misses,
+                self.guesses.window // 60,
+            )
 
 
 @dataclass
@@ -31,9 +49,12 @@ class Guesses:
 
     The misses are counted in the state store (``record_event``), so with Redis every worker
     sees every miss: the first ``free`` misses in ``window`` seconds cost nothing, each further
-    one doubles the delay up to ``max_delay``. A slowed client's requests wait one at a time, so
-    parallel requests do not share one delay; that queue is per process (an ``asyncio.Lock`` per
-    client), so with N workers up to N of its requests wait at once. Clients are counted under a
+    one doubles the delay up to ``max_delay``. A client's requests take turns under the state
+    store's lock (:meth:`ConversationStore.turn`, across workers with Redis), each waiting its
+    delay and doing its look-up before the next one reads the count: parallel requests, to one
+    worker or to many, neither share a delay nor slip in before a miss is counted, so N workers
+    give a guesser no more tries than one. A request that cannot have the turn within the
+    store's ``lock_timeout`` is refused (:class:`TooManyGuesses`). Clients are counted under a
     keyed hash: no address is kept in clear.
     """
 
@@ -44,12 +65,11 @@ class Guesses:
     base_delay: float = 0.25
     max_delay: float = 10.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests record the delays instead
-    queues: dict[str, _Queue] = field(default_factory=dict)
 
     def _key(self, who: str) -> str:
         return f"guess:{self.privacy.contact_hash(f'guess:{who}')}"
 
-    async def _count(self, who: str, *, miss: bool) -> int:
+    async def count(self, who: str, *, miss: bool) -> int:
         """``who``'s misses in the window (this one added, for a ``miss``). A store that does
         not answer counts none: the gates go on letting cars out on the database alone."""
         key = self._key(who)
@@ -63,40 +83,27 @@ class Guesses:
 
     async def delay(self, who: str) -> float:
         """How long ``who``'s next request waits (0 within its free misses)."""
-        misses = await self._count(who, miss=False)
+        misses = await self.count(who, miss=False)
         if misses < self.free:
             return 0.0
         return float(min(self.max_delay, self.base_delay * 2 ** (misses - self.free)))
 
-    async def wait(self, who: str) -> None:
-        """Wait ``who``'s delay, after its earlier requests in this process have waited theirs."""
-        if await self.delay(who) == 0:
-            return
-        queue = self.queues.setdefault(who, _Queue())
-        queue.users += 1
-        try:
-            async with queue.lock:
-                delay = await self.delay(who)  # again: the count may have moved meanwhile
+    @asynccontextmanager
+    async def turn(self, who: str) -> AsyncIterator[Guess]:
+        """``who``'s turn for one look-up: after its earlier requests (on any worker), and its
+        delay. Raises :class:`TooManyGuesses` when the turn does not come in time."""
+        async with AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(self.store.turn(f"{self._key(who)}:turn"))
+            except ConversationBusy:
+                raise TooManyGuesses(who) from None
+            except Exception as error:  # the store is down: the gates go on, unslowed
+                log.warning("guess turns unavailable (%s); not slowed", type(error).__name__)
+            else:
+                delay = await self.delay(who)
                 if delay:
                     await self.sleep(delay)
-        finally:
-            queue.users -= 1
-            if queue.users == 0 and self.queues.get(who) is queue:
-                del self.queues[who]
-
-    async def missed(self, who: str, name: str, typed: str) -> None:
-        """Count a miss of ``who``; from the ``free``-th on, log it by ``name`` (never ``typed``,
-        the code tried: only its first three symbols)."""
-        misses = await self._count(who, miss=True)
-        if misses >= self.free:
-            log.warning(
-                "%s tried a voucher code that does not exist (%s…): %d misses in %d minutes, "
-                "now slowed down",
-                name,
-                typed[:3],
-                misses,
-                self.window // 60,
-            )
+            yield Guess(self, who)
 
 
 @asynccontextmanager

@@ -33,6 +33,7 @@ from bot.settings import TimeZoneName
 from bot.web.auth import require_role
 from bot.web.deps import RuntimeDep
 from bot.web.limits import Line
+from bot.web.problems import API_ERRORS
 from storage.models import UTCDateTime
 from storage.tables import halls
 
@@ -50,7 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(prefix="/api/v1", lifespan=lifespan)
+router = APIRouter(prefix="/api/v1", lifespan=lifespan, responses=API_ERRORS)
 
 
 class ParkingIn(BaseModel):
@@ -138,7 +139,11 @@ def hall_view(row: Any) -> dict[str, Any]:
 HallCode = Annotated[str, PathParam(pattern=HALL_CODE)]
 
 
-@router.put("/halls/{hall_code}", dependencies=[require_role("admin")])
+@router.put(
+    "/halls/{hall_code}",
+    dependencies=[require_role("admin")],
+    responses={201: {"description": "A new hall"}},
+)
 def put_hall(hall_code: HallCode, body: HallIn, rt: RuntimeDep) -> JSONResponse:
     """Create (201) or update (200) a hall and its parking reward."""
     with rt.db.connect() as conn:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from bot.rewards.guesses import get_guesses
+from bot.rewards.guesses import TooManyGuesses, get_guesses
 from bot.rewards.vouchers import current_state, display_code, parse_code, voucher_row
 from bot.runtime import Runtime
 from bot.web.deps import get_runtime
@@ -61,10 +61,10 @@ def _page(locale: str, content: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=headers)
 
 
-def _unknown_page(locale: str) -> HTMLResponse:
+def _unknown_page(locale: str, status_code: int = 404) -> HTMLResponse:
     title = html.escape(gettext(locale, ids.VOUCHER_PAGE_TITLE))
     unknown = html.escape(gettext(locale, ids.VOUCHER_PAGE_UNKNOWN))
-    return _page(locale, f"<h1>{title}</h1><p>{unknown}</p>", 404)
+    return _page(locale, f"<h1>{title}</h1><p>{unknown}</p>", status_code)
 
 
 @router.get("/v/{code}", response_class=HTMLResponse)
@@ -73,16 +73,18 @@ async def voucher_page(code: str, request: Request) -> HTMLResponse:
     personal data. Linked from the message that gave the voucher."""
     rt = get_runtime(request)
     locale = page_locale(request)
-    guesses = get_guesses(request)
     who = f"ip:{request.client.host if request.client else '?'}"
-    await guesses.wait(who)
-    compact = parse_code(code)
-    row = None
-    if compact is not None:
-        row = await run_in_threadpool(_find_for_page, rt, compact)
-    if compact is None or row is None:
-        await guesses.missed(who, f"address {mask(who[3:])}", code)
-        return _unknown_page(locale)
+    try:
+        async with get_guesses(request).turn(who) as guess:
+            compact = parse_code(code)
+            row = None
+            if compact is not None:
+                row = await run_in_threadpool(_find_for_page, rt, compact)
+            if compact is None or row is None:
+                await guess.missed(f"address {mask(who[3:])}", code)
+                return _unknown_page(locale)
+    except TooManyGuesses:  # no look-up: to the guesser, as unknown as a code that is not
+        return _unknown_page(locale, status_code=429)
     zone = ZoneInfo(row.timezone)
     now = rt.clock()
     state = current_state(row.state, row.expires_at, now)

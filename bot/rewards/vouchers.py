@@ -189,9 +189,14 @@ def issue_voucher(
                 url=voucher_url(public_url, code),
             )
         taken = conn.execute(
-            sa.select(vouchers.c.id).where(vouchers.c.record_id == reward.record_id)
+            sa.select(vouchers.c.rating_id).where(vouchers.c.record_id == reward.record_id)
         ).first()
         if taken is not None:
+            # This rating's own voucher: the turn that issued it is run again, because its
+            # reply was lost (a worker killed after the commit, the state store down before it
+            # remembered the reply). The retry tells the same code; any other rating gets none.
+            if taken.rating_id == reward.rating_id:
+                return _voucher(conn, privacy, public_url, vouchers.c.record_id == reward.record_id)
             return None
     raise RuntimeError("three voucher codes collided in a row: is secrets broken?")
 
@@ -223,21 +228,28 @@ def voucher_for_case(
     """The voucher case ``record_no`` earned, as a channel tells it (its code decrypted), or
     ``None`` when it earned none. For a channel that says it again later (the phone's SMS)."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                vouchers.c.code_enc,
-                vouchers.c.free_minutes,
-                vouchers.c.expires_at,
-                halls.c.name,
-                halls.c.timezone,
+        return _voucher(conn, privacy, public_url, records.c.record_no == record_no)
+
+
+def _voucher(
+    conn: sa.Connection, privacy: Privacy, public_url: str, where: sa.ColumnElement[bool]
+) -> VoucherIssued | None:
+    """The voucher ``where`` picks, as a channel tells it."""
+    row = conn.execute(
+        sa.select(
+            vouchers.c.code_enc,
+            vouchers.c.free_minutes,
+            vouchers.c.expires_at,
+            halls.c.name,
+            halls.c.timezone,
+        )
+        .select_from(
+            vouchers.join(records, records.c.id == vouchers.c.record_id).join(
+                halls, halls.c.code == vouchers.c.hall_code
             )
-            .select_from(
-                vouchers.join(records, records.c.id == vouchers.c.record_id).join(
-                    halls, halls.c.code == vouchers.c.hall_code
-                )
-            )
-            .where(records.c.record_no == record_no)
-        ).first()
+        )
+        .where(where)
+    ).first()
     if row is None:
         return None
     code = privacy.decrypt(row.code_enc)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import Session as DbSession
 from starlette.concurrency import run_in_threadpool
 
@@ -27,12 +27,14 @@ from bot.web import audit
 from bot.web.audit import Actor
 from bot.web.auth import require_actor
 from bot.web.deps import RuntimeDep, in_transaction
+from bot.web.limits import Moment
+from bot.web.problems import API_ERRORS, errors
 from storage.privacy import InvalidPhone, normalize_phone
 from storage.tables import appeals as appeals_table
 from storage.tables import flags as flags_table
 from storage.tables import staff_contacts
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=API_ERRORS)
 
 # A row id in a path: larger numbers are no row (and would overflow PostgreSQL's integer).
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -87,8 +89,8 @@ def list_tickets(
     department: Annotated[str | None, Query(max_length=100)] = None,
     tier: Annotated[str | None, Query(max_length=32)] = None,
     overdue: bool | None = None,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Moment | None, Query(alias="from")] = None,
+    until: Annotated[Moment | None, Query(alias="to")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def list_tickets(
     }
 
 
-@router.get("/tickets/{ticket_id}")
+@router.get("/tickets/{ticket_id}", responses=errors(404))
 async def get_ticket(ticket_id: RowId, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
     """The ticket, its rating, its case and its timeline."""
     return await _show(rt, actor, ticket_id)
@@ -119,7 +121,7 @@ class AcknowledgeIn(BaseModel):
     note: Words
 
 
-@router.post("/tickets/{ticket_id}/acknowledge")
+@router.post("/tickets/{ticket_id}/acknowledge", responses=errors(404, 409))
 async def acknowledge(
     ticket_id: RowId, body: AcknowledgeIn, rt: RuntimeDep, actor: Staff
 ) -> dict[str, Any]:
@@ -136,7 +138,7 @@ class RespondIn(BaseModel):
     text: Words
 
 
-@router.post("/tickets/{ticket_id}/respond")
+@router.post("/tickets/{ticket_id}/respond", responses=errors(404, 409))
 async def respond(
     ticket_id: RowId, body: RespondIn, rt: RuntimeDep, actor: Staff
 ) -> dict[str, Any]:
@@ -156,7 +158,7 @@ class AppealIn(BaseModel):
     statement: Words
 
 
-@router.post("/tickets/{ticket_id}/appeal")
+@router.post("/tickets/{ticket_id}/appeal", responses=errors(404, 409))
 async def appeal(ticket_id: RowId, body: AppealIn, rt: RuntimeDep, actor: Staff) -> dict[str, Any]:
     """The department appeals the review (申诉复核); the deadline pauses."""
     await _in_transaction(
@@ -171,7 +173,7 @@ class AssignIn(BaseModel):
     department: Department | None
 
 
-@router.post("/tickets/{ticket_id}/assign")
+@router.post("/tickets/{ticket_id}/assign", responses=errors(404, 409))
 async def assign(
     ticket_id: RowId, body: AssignIn, rt: RuntimeDep, actor: Supervisor
 ) -> dict[str, Any]:
@@ -187,7 +189,7 @@ class TierIn(BaseModel):
     tier: Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
-@router.post("/tickets/{ticket_id}/tier")
+@router.post("/tickets/{ticket_id}/tier", responses=errors(404, 409))
 async def change_tier(
     ticket_id: RowId, body: TierIn, rt: RuntimeDep, actor: Supervisor
 ) -> dict[str, Any]:
@@ -199,7 +201,7 @@ async def change_tier(
     return await _show(rt, actor, ticket_id)
 
 
-@router.post("/tickets/{ticket_id}/contact")
+@router.post("/tickets/{ticket_id}/contact", responses=errors(404, 409))
 async def reveal_contact(
     ticket_id: RowId, rt: RuntimeDep, actor: Staff, response: Response
 ) -> dict[str, str]:
@@ -216,7 +218,7 @@ class PublishCaseIn(BaseModel):
     text: Words
 
 
-@router.post("/tickets/{ticket_id}/publish", status_code=201)
+@router.post("/tickets/{ticket_id}/publish", status_code=201, responses=errors(404, 409))
 async def publish_case(
     ticket_id: RowId, body: PublishCaseIn, rt: RuntimeDep, actor: Supervisor
 ) -> dict[str, Any]:
@@ -230,7 +232,7 @@ async def publish_case(
     return await _in_transaction(rt, publish)
 
 
-@router.post("/tickets/{ticket_id}/unpublish")
+@router.post("/tickets/{ticket_id}/unpublish", responses=errors(404, 409))
 async def withdraw_case(ticket_id: RowId, rt: RuntimeDep, actor: Supervisor) -> dict[str, Any]:
     """Take a published case off the public page; the publication is kept, marked withdrawn."""
 
@@ -270,7 +272,7 @@ class DecideAppealIn(BaseModel):
     department: Department | None = None  # not_ours upheld: the department it goes to
 
 
-@router.post("/appeals/{appeal_id}/decide")
+@router.post("/appeals/{appeal_id}/decide", responses=errors(404, 409))
 async def decide_appeal(
     appeal_id: RowId, body: DecideAppealIn, rt: RuntimeDep, actor: Reviewer
 ) -> dict[str, Any]:
@@ -310,7 +312,7 @@ class DecideFlagIn(BaseModel):
     note: Words
 
 
-@router.post("/flags/{flag_id}/decide")
+@router.post("/flags/{flag_id}/decide", responses=errors(404, 409))
 async def decide_flag(
     flag_id: RowId, body: DecideFlagIn, rt: RuntimeDep, actor: Reviewer
 ) -> dict[str, Any]:
@@ -386,8 +388,8 @@ def audit_log(
     actor: Auditor,
     entity: Annotated[str | None, Query(max_length=32)] = None,
     entity_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Moment | None, Query(alias="from")] = None,
+    until: Annotated[Moment | None, Query(alias="to")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

@@ -5,13 +5,13 @@ a ticket's timeline is a query."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi.encoders import jsonable_encoder
 
 from storage.tables import audit_log
 
@@ -61,11 +61,25 @@ def write(
             action=action,
             entity=entity,
             entity_id=entity_id,
-            before=jsonable_encoder(before) if before is not None else None,
-            after=jsonable_encoder(after) if after is not None else None,
+            before=_as_json(before),
+            after=_as_json(after),
             reason=reason,
         )
     )
+
+
+def _as_json(values: Mapping[str, Any] | None) -> Any:
+    """``values`` as the JSON column keeps them: plain JSON as it is, anything else (times,
+    enums, sets) through FastAPI's encoder. Loaded only then, so that the commands writing plain
+    audit rows (``ratebot apikey``, ``ratebot user``) start without FastAPI."""
+    if values is None:
+        return None
+    try:
+        return json.loads(json.dumps(values))
+    except TypeError:
+        from fastapi.encoders import jsonable_encoder
+
+        return jsonable_encoder(values)
 
 
 def entries(

@@ -2,67 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from collections.abc import Sequence
-from datetime import datetime
 
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request, status
-from sqlmodel import Session as DbSession
 
 from bot.runtime import Runtime
 from bot.web.audit import Actor
 from bot.web.deps import RuntimeDep
-from storage.models import ApiKey, ApiKeyDepartment, ApiKeyHall
+from bot.web.keys import hash_key
+from storage.models import ApiKey
 from storage.tables import api_keys, key_departments
-
-# platform: the service platform reporting cases; parking: one hall's (or a few halls') gate
-# system; department, supervisor, reviewer: the people of the closed loop (bot.tickets.guard).
-ROLES = ("platform", "admin", "parking", "department", "supervisor", "reviewer")
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def create_api_key(
-    db: DbSession,
-    *,
-    role: str,
-    name: str,
-    now: datetime,
-    halls: Sequence[str] = (),
-    departments: Sequence[str] = (),
-) -> str:
-    """A new API key (shown once); only its hash is stored. A ``parking`` key is good only for
-    the vouchers of ``halls`` (hall codes; at least one); a ``department`` key acts only on the
-    tickets of ``departments`` (at least one)."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if (role == "parking") != bool(halls):
-        raise ValueError("a parking key needs --hall (and only a parking key takes one)")
-    departments = [d.strip() for d in departments if d.strip()]
-    if (role == "department") != bool(departments):
-        raise ValueError(
-            "a department key needs --department (and only a department key takes one)"
-        )
-    if any(len(d) > 100 for d in departments):
-        raise ValueError("a department name is at most 100 characters")
-    key = "rbk_" + secrets.token_urlsafe(32)
-    record = ApiKey(name=name, role=role, key_hash=hash_key(key), created_at=now)
-    db.add(record)
-    db.flush()
-    assert record.id is not None
-    db.add_all(ApiKeyHall(api_key_id=record.id, hall_code=code) for code in dict.fromkeys(halls))
-    db.add_all(
-        ApiKeyDepartment(api_key_id=record.id, department=department)
-        for department in dict.fromkeys(departments)
-    )
-    db.commit()
-    return key
-
 
 KEY_BY_HASH = sa.select(api_keys).where(
     api_keys.c.key_hash == sa.bindparam("digest"), api_keys.c.revoked_at.is_(None)

@@ -108,6 +108,10 @@ async def telegram_webhook(request: Request) -> Response:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except BadRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    if not telegram.carries_event(update):
+        # No message and no button press (the only kinds the webhook is set to receive): nothing
+        # to do. aiogram would warn that it must be outdated, for every such update.
+        return Response(status_code=status.HTTP_200_OK)
     await channel.dispatcher.feed_update(channel.bot, update, rt=rt)
     return Response(status_code=status.HTTP_200_OK)
 

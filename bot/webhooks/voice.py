@@ -144,7 +144,7 @@ async def call_answered(request: Request) -> Response:
     render = _renderer(rt, turn + 1, vouchers=vouchers, can_text=call.phone is not None)
     conversations = Conversations(rt)
     if answer.repeat:
-        asked = conversations.ask(event, render)
+        asked = conversations.ask(event, render, joining=False)
     else:
         asked = conversations.handle(event, render)
     reply = await reply_or_busy(asked, _busy(rt, request), voice.CHANNEL)

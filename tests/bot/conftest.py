@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.web.auth import create_api_key
+from bot.web.keys import create_api_key
 from storage.db import upgrade
 from tests.conftest import truncate_all
 from tests.fakes.twilio_api import FakeTwilio
@@ -105,6 +106,23 @@ class Harness:
         if not hasattr(self, "_platform"):
             self._platform = self.api_key("platform")
         return await self.client.post("/api/v1/service-records", json=body, headers=self._platform)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -> str:
+    """For in-process runs of ``bot.cli.main``: no RATEBOT_* but the database, and no .env in
+    the working directory."""
+    for name in list(os.environ):
+        if name.startswith("RATEBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RATEBOT_DATABASE_URL", sqlite_url)
+    return sqlite_url
 
 
 # The app tests' own Redis database, flushed before each test (another number for a second

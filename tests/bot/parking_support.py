@@ -78,7 +78,7 @@ def parking_key(h: Harness, *halls: str, name: str = "gate") -> dict[str, str]:
     """A parking key good for ``halls``."""
     from sqlmodel import Session as DbSession
 
-    from bot.web.auth import create_api_key
+    from bot.web.keys import create_api_key
 
     with DbSession(h.rt.db) as db:
         key = create_api_key(db, role="parking", name=name, now=h.clock(), halls=halls or (HALL,))

@@ -45,22 +45,6 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/cli.db"
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -> str:
-    """For in-process runs: no RATEBOT_* but the database, and no .env in the working directory."""
-    for name in list(os.environ):
-        if name.startswith("RATEBOT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RATEBOT_DATABASE_URL", sqlite_url)
-    return sqlite_url
-
-
 def tables_and_revision(url: str) -> tuple[set[str], str | None]:
     engine = sa.create_engine(url)
     try:
@@ -174,8 +158,9 @@ def test_chat_in_english_runs_the_whole_survey(
     cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = chat(monkeypatch, capsys, "5\n4\n5\n5\ngreat\n", "--record-no", "R1", "--locale", "en")
-    assert out.startswith("How would you rate this service overall?")
-    assert "(ratebot chat: sms, en;" in out
+    banner, first_question = out.splitlines()[:2]
+    assert banner.startswith("(ratebot chat: sms, en;")  # before the first question
+    assert first_question == "How would you rate this service overall?"
     for prompt in (
         "staff's attitude",
         "efficiency of the service",
@@ -197,6 +182,22 @@ def test_chat_in_chinese_accepts_stars(
     out = chat(monkeypatch, capsys, "五星\n", "--record-no", "R1", "--locale", "zh_Hans_CN")
     assert "总体评价" in out and "服务态度" in out  # the opening question, then the next one
     assert "· level = 5" in out
+
+
+def test_chat_shows_each_answers_trace_under_its_own_question(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: the trace of an answer was printed after the next question, as if it were
+    that question's."""
+    out = chat(monkeypatch, capsys, "5\n4\n", "--record-no", "R1", "--locale", "en")
+    order = [
+        out.index("rate this service overall"),
+        out.index("· level = 5"),
+        out.index("staff's attitude"),
+        out.index("· dimensions.attitude = 4"),
+        out.index("efficiency of the service"),
+    ]
+    assert order == sorted(order), out
 
 
 # --- configuration errors --------------------------------------------------------------------
@@ -242,7 +243,8 @@ def test_chat_as_a_phone_call_speaks_first_and_takes_keys(
     cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = chat(monkeypatch, capsys, "5\n*\n4\n", "--channel", "voice", "--locale", "zh_Hans_CN")
-    first = out.splitlines()[:3]
+    banner, *first = out.splitlines()[:4]
+    assert banner.startswith("(ratebot chat: voice, zh_Hans_CN;")
     assert first[0] == "🔊 您好，这里是政务服务“好差评”评价热线。"
     assert "总体评价" in first[1] and "非常满意请按5" in first[2]
     assert out.count("服务态度") == 2  # asked, then repeated by *
@@ -260,7 +262,7 @@ def test_call_places_a_call_about_a_case(
 ) -> None:
     import asyncio
 
-    from bot.web.auth import create_api_key
+    from bot.web.keys import create_api_key
     from storage.db import upgrade
     from tests.samples import PHONE, service_record
 

@@ -4,6 +4,7 @@ the 403 page, and the login page in every locale."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from typing import Any
@@ -14,13 +15,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from bot.pages import accounts
 from bot.pages.accounts import disable_user
 from bot.pages.web import page_user, render
 from bot.web.audit import Actor, entries
 from locales import LOCALES, gettext
 from storage.tables import staff_sessions
 from tests.bot.conftest import PUBLIC_URL, FakeClock, Harness, make_settings, serving
-from tests.bot.pages.support import PASSWORD, create_user, post_login, sign_in
+from tests.bot.pages.support import PASSWORD, create_user, csrf_token, post_login, sign_in
 
 HEADERS = {
     "x-frame-options": "DENY",
@@ -254,6 +256,42 @@ async def test_the_lock_is_shared_by_workers_on_redis(
             last = await post_login(second.client, "li.na", f"wrong {n}")
         assert last.status_code == 429
         assert (await post_login(harness.client, "li.na", PASSWORD)).status_code == 429
+
+
+@pytest.mark.parametrize("backend", ["scaled"], indirect=True)  # workers share only Redis
+async def test_parallel_wrong_passwords_to_two_workers_get_five_checked(
+    backend: dict[str, Any], harness: Harness, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: parallel attempts each read the lock before any of them had failed, so every
+    one sent before the fifth failure was counted had its password checked: N workers, N times
+    the tries. Now a name's attempts take turns across workers (the state store's lock), and a
+    locked name's password is not checked."""
+    create_user(harness, "li.na", "admin")
+    checked: list[str] = []
+    verify = accounts._verify
+
+    def counting(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(accounts, "_verify", counting)
+    async with serving(make_settings(**backend), clock) as second:
+        clients = [new_client(harness), new_client(second)]
+        forms = [await c.get("/login") for c in clients]  # each browser's CSRF token
+        tokens = [csrf_token(f.text) for f in forms]
+
+        async def guess(n: int) -> httpx.Response:
+            data = {"csrf_token": tokens[n % 2], "name": "li.na", "password": f"guess {n}"}
+            return await clients[n % 2].post("/login", data=data)
+
+        answers = await asyncio.gather(*(guess(n) for n in range(20)))
+        for client in clients:
+            await client.aclose()
+    assert sorted(r.status_code for r in answers) == [401] * 4 + [429] * 16
+    assert len(checked) == 5
+    failures = [e for e in user_audit(harness) if e["action"] == "sign_in_failed"]
+    reasons = sorted(e["reason"] for e in failures)
+    assert reasons == ["locked"] * 15 + ["wrong_password"] * 5  # every attempt audited
 
 
 # --- CSRF, headers, error pages -----------------------------------------------------------------

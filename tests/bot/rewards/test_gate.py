@@ -22,7 +22,7 @@ from bot.rewards.guesses import Guesses
 from storage.memory import MemoryConversationStore
 from storage.privacy import Privacy
 from storage.redis import RedisConversationStore
-from storage.tables import vouchers
+from storage.tables import api_keys, vouchers
 from tests.bot.conftest import FakeClock, Harness, make_settings, serving
 from tests.bot.parking_support import (
     HALL,
@@ -476,7 +476,8 @@ async def test_the_gate_works_on_while_the_state_store_is_down(
 async def test_a_slowed_client_s_requests_wait_one_at_a_time() -> None:
     guesses = Guesses(MemoryConversationStore(), Privacy("test-secret-key-" + "0" * 32))
     for _ in range(5):
-        await guesses.missed("ip:a", "address a", "ABC")
+        async with guesses.turn("ip:a") as guess:
+            await guess.missed("address a", "ABC")
     waiting, most = 0, 0
 
     async def sleep(seconds: float) -> None:
@@ -486,10 +487,72 @@ async def test_a_slowed_client_s_requests_wait_one_at_a_time() -> None:
         await asyncio.sleep(0.01)
         waiting -= 1
 
+    async def look_up(who: str) -> None:
+        async with guesses.turn(who):
+            pass
+
     guesses.sleep = sleep
-    await asyncio.gather(*(guesses.wait("ip:a") for _ in range(3)), guesses.wait("ip:b"))
+    await asyncio.gather(*(look_up("ip:a") for _ in range(3)), look_up("ip:b"))
     assert most == 1  # ip:b is not slowed; ip:a's three requests took turns
-    assert guesses.queues == {}  # and the queue is gone once nobody waits
+
+
+@pytest.mark.parametrize("backend", ["scaled"], indirect=True)  # workers share only Redis
+async def test_two_workers_give_a_guesser_no_more_tries_than_one(
+    harness: Harness, backend: dict[str, Any], clock: FakeClock
+) -> None:
+    """Regression: a guesser's parallel requests each read the count before any of them had
+    missed, and each worker queued them on its own: N workers, N times the tries. Now a key's
+    requests take turns across workers (the state store's lock), each reading the misses of the
+    ones before it: 20 parallel guesses to two workers wait exactly as 20 guesses in a row to
+    one."""
+    async with serving(make_settings(**backend), clock) as other:
+        guesser = parking_key(harness, name="gate of a guesser")
+        waits = [recorded_waits(harness), recorded_waits(other)]
+        answers = await asyncio.gather(
+            *(
+                (harness, other)[i % 2].client.get(
+                    f"/api/v1/parking/vouchers/{unknown_code()}", headers=guesser
+                )
+                for i in range(20)
+            )
+        )
+    assert [r.status_code for r in answers] == [404] * 20
+    # the delays of 20 misses in a row, whichever worker waited them
+    expected = [min(10.0, 0.25 * 2**n) for n in range(15)]
+    assert sorted(waits[0] + waits[1]) == sorted(expected)
+
+
+async def test_a_request_that_cannot_have_its_turn_is_429_without_a_look_up(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    guesser = parking_key(harness, name="gate of a guesser")
+    assert harness.app is not None
+    guesses: Guesses = harness.app.state.guesses
+    guesses.store.lock_timeout = 0.05
+    release = asyncio.Event()
+
+    async def slow(seconds: float) -> None:
+        await release.wait()
+
+    for _ in range(5):
+        await harness.client.get(f"/api/v1/parking/vouchers/{unknown_code()}", headers=guesser)
+    guesses.sleep = slow
+    waiting = asyncio.create_task(
+        harness.client.get(f"/api/v1/parking/vouchers/{unknown_code()}", headers=guesser)
+    )
+    await asyncio.sleep(0.02)
+    refused = await harness.client.get(
+        f"/api/v1/parking/vouchers/{unknown_code()}", headers=guesser
+    )
+    release.set()
+    assert (await waiting).status_code == 404
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+    assert "too many" in refused.json()["detail"]
+    with harness.rt.db.connect() as conn:
+        key_id = conn.execute(
+            sa.select(api_keys.c.id).where(api_keys.c.name == "gate of a guesser")
+        ).scalar_one()
+    assert await guesses.count(f"key:{key_id}", miss=False) == 6  # the refused one not counted
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -269,6 +269,30 @@ async def test_the_late_end_of_an_earlier_call_leaves_the_next_call_alone(
     assert "已完成" in spoken(await Call(harness).start())  # the second call's end closed it
 
 
+async def test_a_late_answer_of_an_earlier_call_never_lands_in_the_next_call(
+    harness: Harness,
+) -> None:
+    """Regression: the first call's last <Gather> (or <Record>) action, posted after the caller
+    had called straight back, answered the second call's question; a "*" from it moved the
+    conversation back onto the first call, so the second call's own answers were then ignored."""
+    await harness.report()
+    first = Call(harness)
+    await first.start()
+    await first.press("2")  # overall level; now at attitude
+    stale_action = first.action
+    again = Call(harness)
+    assert "服务态度" in spoken(await again.start())
+    assert stale_action is not None
+    late = await first.follow(stale_action, Digits="5")  # the first call's late answer
+    assert ended(late) and spoken(late) == ""
+    assert ended(await first.follow(stale_action, Digits="*"))  # and its "say it again"
+    await first.hang_up("completed")
+    assert "工作效率" in spoken(await again.press("3"))  # attitude is the second call's 3
+    await again.hang_up("completed")
+    rating = await rating_of(harness)
+    assert rating is not None and rating["level"] == 2 and rating["dimensions"] == {"attitude": 3}
+
+
 async def test_bad_review_complaint_by_keys_and_voice(harness: Harness) -> None:
     await harness.report()
     call = Call(harness)
