@@ -831,8 +831,12 @@ def delete_bench_rows(database_url: str, phases: list[Phase]) -> None:
 
 
 def flush_redis(url: str) -> None:
+    """An empty Redis that has held ratebot's data for a week: the steady state. (A Redis that
+    began within a conversation's life — restarted without its data, flushed — has every new
+    conversation look in the records first: storage.base.ConversationStore.data_since.)"""
     client = Redis.from_url(url)
     client.flushdb()
+    client.set("ratebot:data-since", int(time.time()) - 7 * 86400)
     client.close()
 
 

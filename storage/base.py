@@ -194,6 +194,14 @@ class ConversationStore(ABC):
         self._check_open()
         return await self._get(key)
 
+    async def data_since(self) -> float:
+        """Since when (Unix seconds, the store's clock) the store has held its data: a Redis
+        restarted without persistence, or flushed, or a process's memory, starts afresh. A
+        session missing from a store older than a conversation's life was never there, so only
+        a younger store is worth asking the records about (``bot.conversation.recovery``)."""
+        self._check_open()
+        return await self._data_since()
+
     async def record_event(self, key: str, window: float) -> int:
         """Note one event of ``key`` now; return how many ``key`` had in the last ``window``
         seconds, this one included. A key without events for ``window`` seconds is forgotten."""
@@ -244,6 +252,9 @@ class ConversationStore(ABC):
 
     @abstractmethod
     async def _count_events(self, key: str, window: float) -> int: ...
+
+    @abstractmethod
+    async def _data_since(self) -> float: ...
 
     @abstractmethod
     async def _ping(self) -> None: ...

@@ -51,6 +51,7 @@ class MemoryConversationStore(ConversationStore):
         self._locks: dict[str, _ConversationLock] = {}
         self._events: dict[str, _Events] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL
+        self._since = time.time()  # a process's memory holds nothing from before it began
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -147,6 +148,9 @@ class MemoryConversationStore(ConversationStore):
             del self._events[key]
             return 0
         return sum(1 for at in events.times if at > now - window)
+
+    async def _data_since(self) -> float:
+        return self._since
 
     async def _ping(self) -> None:
         pass  # always reachable

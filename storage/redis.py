@@ -13,6 +13,8 @@ Events counted with ``record_event`` are one sorted set per key (a random member
 scored with its time in ms), PX the window, so a quiet key disappears on its own::
 
     <prefix>events:<key>
+
+``<prefix>data-since`` says since when this Redis has held ratebot's data (``data_since``).
 """
 
 from __future__ import annotations
@@ -103,6 +105,18 @@ return redis.call('ZCOUNT', KEYS[1], string.format('(%d', now - ARGV[1]), '+inf'
 """
 
 
+# KEYS: data-since. When this Redis began holding ratebot's data: set, on the server's clock, by
+# the first caller after a restart without persistence or a flush (the key goes with the data).
+DATA_SINCE = """
+local since = redis.call('GET', KEYS[1])
+if not since then
+    since = redis.call('TIME')[1]
+    redis.call('SET', KEYS[1], since)
+end
+return since
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -126,6 +140,7 @@ class RedisConversationStore(ConversationStore):
         self._write_and_unlock_script = redis.register_script(WRITE_AND_UNLOCK)
         self._record_event_script = redis.register_script(RECORD_EVENT)
         self._count_events_script = redis.register_script(COUNT_EVENTS)
+        self._data_since_script = redis.register_script(DATA_SINCE)
 
     @classmethod
     def from_url(
@@ -216,6 +231,9 @@ class RedisConversationStore(ConversationStore):
     async def _count_events(self, key: str, window: float) -> int:
         count = await self._count_events_script(keys=[self._events_key(key)], args=[_ms(window)])
         return int(count)
+
+    async def _data_since(self) -> float:
+        return float(await self._data_since_script(keys=[f"{self.prefix}data-since"]))
 
     async def _ping(self) -> None:
         await self.redis.ping()

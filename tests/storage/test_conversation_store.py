@@ -558,3 +558,30 @@ async def test_memory_store_purges_conversations_nobody_came_back_to(
     await save(store, "sms:new", {"step": "q1"})  # a write triggers the sweep
     assert list(store._sessions) == ["sms:new"]
     assert store._replies == {}
+
+
+# --- since when the store holds its data ---------------------------------------------------------
+
+
+async def test_data_since_is_when_the_store_began_and_stays(make_store: StoreFactory) -> None:
+    """Two workers on one store see the same beginning; it does not move as conversations come
+    and go (a store that kept its data longer than a conversation lives has lost none)."""
+    began = time.time()
+    first, second = make_store(), make_store()
+    since = await first.data_since()
+    assert began - 2 <= since <= time.time() + 1
+    await save(first, "sms:a", {"step": "level"})
+    await asyncio.sleep(1.1)
+    assert await first.data_since() == since
+    if isinstance(second, RedisConversationStore):
+        assert await second.data_since() == since  # one Redis: one beginning
+
+
+@pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis)])
+async def test_a_flushed_redis_begins_again(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert isinstance(store, RedisConversationStore)
+    await store.redis.set(f"{store.prefix}data-since", "1000")
+    assert await store.data_since() == 1000.0
+    await store.redis.delete(f"{store.prefix}data-since")  # what a restart without data leaves
+    assert await store.data_since() >= time.time() - 2
