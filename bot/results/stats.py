@@ -287,7 +287,7 @@ def ranking(
     ranks = rank([(key, row["score"]) for key, row in ranked.items()])
     previous = _ranked(conn, by, period.previous(), rules, scope)[0]
     previous_ranks = rank([(key, row["score"]) for key, row in previous.items()])
-    streaks = _bottom_streaks(conn, by, period, rules, scope, ranks)
+    streaks = _bottom_streaks(conn, by, period, rules, scope, ranks, previous_ranks)
     rows = []
     for key in sorted(ranks, key=lambda k: (ranks[k], k)):
         row = ranked[key]
@@ -339,18 +339,23 @@ def _bottom_streaks(
     rules: ResultsRules,
     scope: Scope,
     ranks: Mapping[str, int],
+    previous_ranks: Mapping[str, int],
 ) -> dict[str, int]:
-    """Periods in a row, ending with this one, each group spent in the bottom N."""
+    """Periods in a row, ending with this one, each group spent in the bottom N (the previous
+    period's ranks given, already counted for the change of rank)."""
     streaks = {key: 1 for key in bottom(ranks, rules.bottom)}
     still = set(streaks)
     earlier = period
-    for _ in range(STREAK_LOOKBACK):
+    for n in range(STREAK_LOOKBACK):
         if not still:
             break
         earlier = earlier.previous()
-        ranked = _ranked(conn, by, earlier, rules, scope)[0]
-        there = bottom(rank([(k, r["score"]) for k, r in ranked.items()]), rules.bottom)
-        still &= there
+        if n == 0:
+            earlier_ranks: Mapping[str, int] = previous_ranks
+        else:
+            ranked = _ranked(conn, by, earlier, rules, scope)[0]
+            earlier_ranks = rank([(k, r["score"]) for k, r in ranked.items()])
+        still &= bottom(earlier_ranks, rules.bottom)
         for key in still:
             streaks[key] += 1
     return streaks
