@@ -1,6 +1,7 @@
 """Telegram through the Bot API (aiogram 3): the webhook's body → an aiogram ``Update``, what a
-chat says → an InboundEvent, the engine's events → Telegram messages with inline keyboards, and
-sending them to a chat. The contract is in ``channels.base``.
+chat says → an InboundEvent, the engine's events → Telegram messages with inline keyboards,
+sending them to a chat, and inviting a chat to rate a case (with the case's deep link). The
+contract is in ``channels.base``.
 
 The rendered reply is a string (the glue remembers it for re-deliveries): JSON of a list of
 ``{"text": ..., "buttons": [[[label, callback_data], ...], ...], "photo": ...}``, one entry a
@@ -17,19 +18,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNotFound,
+)
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Update,
 )
+from aiogram.utils.deep_linking import create_start_link
 from pydantic import ValidationError
 
 from channels.base import BUSY, BadRequest, Delivery, chat_messages, checked_text
@@ -49,7 +56,9 @@ STARS = "★"
 LANGUAGE_NAMES = {"zh_Hans_CN": "简体中文", "zh_Hant_TW": "繁體中文", "en": "English"}
 # Deep-link payloads (/start <payload>, t.me/<bot>?start=<payload>) that open a case, with the
 # source the rating records: rec_<no> from a link, qr_<no> from a code printed for scanning.
-CASE_PAYLOADS = {"rec_": "link", "qr_": "qr_code"}
+CASE_LINK = "rec_"
+CASE_PAYLOADS = {CASE_LINK: "link", "qr_": "qr_code"}
+MAX_ERROR = 255  # characters of a refusal kept on the outbound message (its column's size)
 
 Button = tuple[str, str]  # (label, callback data)
 
@@ -63,16 +72,19 @@ class Outgoing:
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
     photo: str = ""  # send as a photo of this data's QR code, ``text`` its caption
+    # (label, URL): a last row of one button that opens a link. Only on what ratebot sends on its
+    # own initiative (an invitation's case link), never in a remembered reply (``dump``).
+    link: tuple[str, str] | None = None
 
     def markup(self) -> InlineKeyboardMarkup | None:
-        if not self.buttons:
-            return None
-        return InlineKeyboardMarkup(
-            inline_keyboard=[
-                [InlineKeyboardButton(text=label, callback_data=data) for label, data in row]
-                for row in self.buttons
-            ]
-        )
+        rows = [
+            [InlineKeyboardButton(text=label, callback_data=data) for label, data in row]
+            for row in self.buttons
+        ]
+        if self.link is not None:
+            label, url = self.link
+            rows.append([InlineKeyboardButton(text=label, url=url)])
+        return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 
 class NotAnUpdate(BadRequest):
@@ -309,8 +321,37 @@ async def send(bot: Bot, chat_id: int | str, messages: Sequence[Outgoing]) -> De
                 sent = await bot.send_photo(chat_id, photo, caption=message.text)
             else:
                 sent = await bot.send_message(chat_id, message.text, reply_markup=message.markup())
-        except TelegramAPIError as exc:  # its name only: never the chat or the token
-            method = "sendPhoto" if message.photo else "sendMessage"
-            return Delivery(PROVIDER, None, "failed", f"{method}: {type(exc).__name__}")
+        except TelegramAPIError as exc:
+            return refused("sendPhoto" if message.photo else "sendMessage", exc)
         delivery = Delivery(PROVIDER, str(sent.message_id), "sent")
     return delivery
+
+
+def refused(method: str, exc: TelegramAPIError) -> Delivery:
+    """A failed delivery naming the error: its class, and for a refusal by Telegram (blocked by
+    the user, chat not found) Telegram's own description — never the chat or the token (a
+    network error's text may hold the server's address: its class only)."""
+    error = f"{method}: {type(exc).__name__}"
+    if isinstance(exc, TelegramBadRequest | TelegramForbiddenError | TelegramNotFound):
+        error += f": {exc.message}"
+    return Delivery(PROVIDER, None, "failed", error[:MAX_ERROR])
+
+
+async def invite(
+    bot: Bot, chat_id: str, record_no: str, messages: Sequence[Outgoing], button: str
+) -> Delivery:
+    """Send an invitation to rate case ``record_no`` (as :func:`send`), its first message with
+    ``button``: the case's deep link (``t.me/<bot>?start=rec_<record_no>``, aiogram's
+    ``create_start_link``), which opens the case again whenever it is tapped. A record number a
+    link cannot carry (Telegram allows ``A-Za-z0-9_-``, 64 characters) goes without it: the
+    citizen answers in the chat all the same."""
+    try:
+        link: str | None = await create_start_link(bot, f"{CASE_LINK}{record_no}")
+    except ValueError:
+        link = None
+    except TelegramAPIError as exc:  # the bot's name (getMe) is needed for the link
+        return refused("getMe", exc)
+    if link is not None and messages:
+        first, *rest = messages
+        messages = [replace(first, link=(button, link)), *rest]
+    return await send(bot, chat_id, messages)

@@ -51,6 +51,7 @@ CONTACTS = {
 }
 # WeChat refusals after which an invitation goes by SMS instead: out of the 48-hour window (a
 # customer-service message without a template), and the citizen does not follow the account.
+# In Telegram every refusal does (see _falls_back).
 FALLBACK = (str(wechat.OUT_OF_WINDOW), str(wechat.NOT_SUBSCRIBED))
 
 
@@ -132,8 +133,8 @@ async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
     """Send an invitation its caller has claimed (status ``sending``) and open its conversation.
 
     A WeChat invitation the account may not send (:data:`FALLBACK`: outside the 48-hour window
-    and no template, or the citizen does not follow) falls back to SMS when the phone is known;
-    every attempt is recorded.
+    and no template, or the citizen does not follow), and a Telegram invitation refused for
+    whatever reason, fall back to SMS when the phone is known; every attempt is recorded.
     """
     now = rt.clock()
     invitation, record = await run_in_threadpool(_load_invitation, rt, invitation_id)
@@ -149,8 +150,19 @@ async def deliver_invitation(rt: Runtime, invitation_id: int) -> None:
         await run_in_threadpool(
             _record_sent, rt, invitation.id, record, delivery, "invitation", now, channel
         )
-        if not (delivery.status == "failed" and (delivery.error or "").startswith(FALLBACK)):
+        if not _falls_back(channel, delivery):
             break
+
+
+def _falls_back(channel: str, delivery: Delivery) -> bool:
+    """Whether an invitation refused in ``channel`` goes on by SMS. In Telegram any refusal: the
+    citizen blocked the bot, the chat is gone, Telegram did not answer — a chat that cannot be
+    reached now (a send that timed out may have arrived: the SMS is then a second invitation).
+    In WeChat only :data:`FALLBACK`: its other refusals (a wrong openid, a
+    wrong template) would refuse every invitation alike and are for the operator to fix."""
+    if delivery.status != "failed":
+        return False
+    return channel == telegram.CHANNEL or (delivery.error or "").startswith(FALLBACK)
 
 
 async def _invite(
@@ -175,9 +187,7 @@ async def _invite(
         )
         assert sprint.session is not None
         session = sprint.session.model_copy(update={"source": "invitation"})
-        delivery = await run_in_threadpool(
-            _send, rt, channel, contact, record, ids.INVITATION_INTRO, sprint.events
-        )
+        delivery = await _send(rt, channel, contact, record, ids.INVITATION_INTRO, sprint.events)
         if delivery.status != "failed":
             turn.save(session.model_dump(mode="json"), ttl=session_ttl(session, now))
     return delivery
@@ -191,7 +201,7 @@ def _contact(rt: Runtime, record: ServiceRecord, channel: str) -> tuple[str, str
     return contact_hash, rt.privacy.decrypt(encrypted)
 
 
-def _send(
+async def _send(
     rt: Runtime,
     channel: str,
     contact: str,
@@ -199,9 +209,32 @@ def _send(
     intro: str,
     events: list[Event],
 ) -> Delivery:
-    """An invitation or reminder: the intro, the opening question, how to opt out. In WeChat a
-    template message when one is configured (it reaches followers outside the 48-hour window),
-    its fields filled as ``RATEBOT_WECHAT_TEMPLATE_FIELDS`` maps them."""
+    """An invitation or reminder: the intro, the opening question, how to opt out. In Telegram
+    the intro with the case's link as a button, then the question with its keyboard (through the
+    runtime's aiogram bot; refused when Telegram is not configured); elsewhere through the
+    channel's sender."""
+    if channel != telegram.CHANNEL:
+        return await run_in_threadpool(_send_by_sender, rt, channel, contact, record, intro, events)
+    if rt.telegram is None:
+        return Delivery(telegram.PROVIDER, None, "failed", "not configured: RATEBOT_TELEGRAM_TOKEN")
+    params = invitation_params(record, rt)
+    said = [Say(intro, params), Say(ids.TELEGRAM_INVITE_OPTOUT), *events]
+    messages = telegram.render_messages(said, record.locale)
+    button = gettext(record.locale, ids.TELEGRAM_INVITE_BUTTON)
+    return await telegram.invite(rt.telegram, contact, record.record_no, messages, button)
+
+
+def _send_by_sender(
+    rt: Runtime,
+    channel: str,
+    contact: str,
+    record: ServiceRecord,
+    intro: str,
+    events: list[Event],
+) -> Delivery:
+    """:func:`_send` by SMS or WeChat. In WeChat a template message when one is configured (it
+    reaches followers outside the 48-hour window), its fields filled as
+    ``RATEBOT_WECHAT_TEMPLATE_FIELDS`` maps them."""
     params = invitation_params(record, rt)
     sender = rt.senders[channel]
     template_id = rt.settings.wechat_template_id
@@ -396,8 +429,8 @@ async def send_reminder(rt: Runtime, invitation_id: int) -> None:
         ):
             return  # answered (or replaced) since: no reminder
         opening = engine.start(rt.survey, session_id=session.id, now=now, locale=session.locale)
-        delivery = await run_in_threadpool(
-            _send, rt, invitation.channel, contact, record, ids.REMINDER_INTRO, opening.events
+        delivery = await _send(
+            rt, invitation.channel, contact, record, ids.REMINDER_INTRO, opening.events
         )
     await run_in_threadpool(
         _record_sent, rt, invitation_id, record, delivery, "reminder", now, invitation.channel

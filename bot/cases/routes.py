@@ -60,8 +60,9 @@ class ServiceRecordCreate(BaseModel):
     clerk: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
     completed_at: Moment | None = None
     citizen: CitizenIn | None = None
-    # default: sms with a phone, else wechat; voice: an outbound call
-    channel: Literal["sms", "voice", "wechat"] | None = None
+    # default: sms with a phone, else wechat with an openid, else telegram with a chat;
+    # voice: an outbound call
+    channel: Literal["sms", "voice", "wechat", "telegram"] | None = None
 
 
 router = APIRouter(prefix="/api/v1", responses=API_ERRORS)
@@ -113,9 +114,7 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
         db.add(record)
         try:
             db.flush()
-            channel = body.channel or (
-                "wechat" if citizen.wechat_openid and not citizen.phone else "sms"
-            )
+            channel = body.channel or _default_channel(citizen)
             invitation = new_invitation(db, rt, record, channel, now)
             db.commit()
         except IntegrityError:  # the same record_no reported twice at the same instant
@@ -128,6 +127,16 @@ def _register(rt: Runtime, body: ServiceRecordCreate) -> tuple[int, int | None, 
         assert record.id is not None
         # "sending": due now and claimed by this request (quiet hours leave it "scheduled")
         return record.id, invitation.id if invitation.status == "sending" else None, True
+
+
+def _default_channel(citizen: CitizenIn) -> str:
+    """Where a case is invited when the platform does not say: by SMS when the phone is known
+    (no phone: suppressed, ``no_contact``), else in the chat app the citizen is known in."""
+    if citizen.phone:
+        return "sms"
+    if citizen.wechat_openid:
+        return "wechat"
+    return "telegram" if citizen.telegram_chat_id else "sms"
 
 
 @router.get(

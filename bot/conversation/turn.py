@@ -184,8 +184,10 @@ class Conversations:
         or answered a follow-up call about it (``source`` callback: its second rating).
 
         An unknown case, or one rated already (一事一评: from any channel, even still in
-        progress there), is answered so; the same case again asks the current question again;
-        otherwise the rating of that case begins, closing a conversation about another case.
+        progress there), is answered so; the same case again in its open conversation asks the
+        current question again (its rating in progress: a Telegram invitation's link tapped
+        after the first answer); otherwise the rating of that case begins, closing a
+        conversation about another case.
         """
         evaluation_count = 2 if source == "callback" else 1
 
@@ -193,14 +195,18 @@ class Conversations:
             case = await run_in_threadpool(_case, self.rt, record_no)
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
+            if (
+                before is not None
+                and before.step is not None
+                and (before.record_no, before.evaluation_count) == (record_no, evaluation_count)
+            ):  # the same case: its current question again
+                return engine.ask(self.rt.survey, before)
             # A callback's re-rating is open only while the follow-up is due (then once).
             rated = case.rated if evaluation_count == 1 else not case.follow_up_due
             if rated:
                 told = Sprint(before, [Say(engine.ALREADY_RATED)])
                 return await self._reminding(told, record_no)
             if before is not None and before.step is not None:
-                if before.record_no == record_no:  # the same case: its current question again
-                    return engine.ask(self.rt.survey, before)
                 await self._close(event, before, now, reason="replaced")
             sprint = engine.start(
                 self.rt.survey,

@@ -43,7 +43,12 @@ class Call:
 
     @property
     def button_data(self) -> list[str]:
-        return [button["callback_data"] for row in self.keyboard for button in row]
+        return [b["callback_data"] for row in self.keyboard for b in row if "callback_data" in b]
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """(label, URL) of each button that opens a link."""
+        return [(b["text"], b["url"]) for row in self.keyboard for b in row if "url" in b]
 
     @property
     def button_labels(self) -> list[str]:
