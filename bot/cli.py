@@ -169,9 +169,11 @@ def cmd_stats_rebuild(args: argparse.Namespace) -> None:
     from storage import db as database
 
     settings = _settings()
-    days = rollups.rebuild(
-        database.create_db_engine(settings.database_url), settings, args.since, args.until
-    )
+    engine = database.create_db_engine(settings.database_url)
+    try:
+        days = rollups.rebuild(engine, settings, args.since, args.until)
+    finally:
+        engine.dispose()
     print(f"recounted {days} day(s) from the raw ratings")
 
 

@@ -58,7 +58,7 @@ async def test_field_and_query_errors_are_one_sentence_naming_each(harness: Harn
     detail = response.json()["detail"]
     assert isinstance(detail, str)
     assert "record_no: String should have at least 1 character" in detail
-    assert "channel: Input should be 'sms', 'voice' or 'wechat'" in detail
+    assert "channel: Input should be 'sms', 'voice', 'wechat' or 'telegram'" in detail
     ratings = await harness.client.get("/api/v1/ratings?level=6", headers=harness.api_key("admin"))
     assert ratings.status_code == 422
     assert ratings.json()["detail"].startswith("query parameter level: ")
