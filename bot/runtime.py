@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from aiogram import Bot
@@ -18,10 +19,13 @@ from channels.voice import VoiceStyle
 from channels.wechat import RatebotWeChatClient, WeChatSender, make_client
 from dialogs.survey import Survey, load_survey
 from storage.base import ConversationStore
-from storage.db import create_db_engine
+from storage.db import create_async_db_engine, create_db_engine
 from storage.models import utcnow
 from storage.privacy import Privacy
 from storage.state import conversation_store_from_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # An execution option on every connection of a deployment that pushes its ratings upward
 # (RATEBOT_UPSTREAM_URL set): its settings, so that bot.results.upstream.enqueue can write the
@@ -50,7 +54,8 @@ def telegram_bot(settings: Settings) -> Bot:
 @dataclass
 class Runtime:
     settings: Settings
-    db: sa.Engine
+    db: sa.Engine  # the records, for the worker, the API and the pages
+    async_db: AsyncEngine  # the same database, for a conversation's turn (on the event loop)
     store: ConversationStore
     survey: Survey
     privacy: Privacy
@@ -83,11 +88,14 @@ class Runtime:
         else:
             senders["wechat"] = ConsoleSender("wechat")
         db = create_db_engine(settings.database_url)
+        async_db = create_async_db_engine(settings.database_url)
         if settings.upstream_url:
-            db.update_execution_options(**{UPSTREAM: settings})
+            for engine in (db, async_db.sync_engine):
+                engine.update_execution_options(**{UPSTREAM: settings})
         return cls(
             settings=settings,
             db=db,
+            async_db=async_db,
             store=conversation_store_from_url(settings.redis_url),
             survey=load_survey(settings.survey_path),
             privacy=Privacy(settings.secret_key),
@@ -111,3 +119,4 @@ class Runtime:
             await self.telegram.session.close()
         await self.store.close()
         self.db.dispose()
+        await self.async_db.dispose()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -22,33 +23,47 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# No pre-ping: it costs a round trip per checkout on the webhook path; stale connections are
+# recycled instead, and a failed turn is retried by the provider. JIT off: ratebot's big reads (a
+# month's export, a day's recount) cost enough for the planner to compile them with LLVM first,
+# 2.1 s for an export query that then runs in 1.5 s (bench/results.py); its small ones never gain
+# from it.
+POSTGRES_POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 20, "pool_recycle": 1800}
+POSTGRES_CONNECT = {"connect_timeout": 5, "options": "-c jit=off"}
+SQLITE_CONNECT = {"check_same_thread": False, "timeout": 30}
+
+
 def create_db_engine(url: str) -> sa.Engine:
-    """An engine for ``url``. SQLite gets WAL and a busy timeout, so the worker thread and the
-    request threads of one process can share the file."""
+    """An engine for ``url``, for the worker, the API and the pages. SQLite gets WAL and a busy
+    timeout, so the worker thread and the request threads of one process can share the file."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        engine = sa.create_engine(url, connect_args=SQLITE_CONNECT)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping: it costs a round trip per checkout on the webhook path; stale connections
-    # are recycled instead, and a failed turn is retried by the provider.
-    return sa.create_engine(
-        url,
-        pool_size=20,
-        max_overflow=20,
-        pool_recycle=1800,
-        # JIT off: ratebot's big reads (a month's export, a day's recount) cost enough for the
-        # planner to compile them with LLVM first, 2.1 s for an export query that then runs in
-        # 1.5 s (bench/results.py); its small ones never gain from it.
-        connect_args={"connect_timeout": 5, "options": "-c jit=off"},
-    )
+    return sa.create_engine(url, connect_args=POSTGRES_CONNECT, **POSTGRES_POOL)
+
+
+def create_async_db_engine(url: str) -> AsyncEngine:
+    """The same database for a conversation's turn, on the event loop: psycopg's async driver
+    (aiosqlite on SQLite), so a webhook writes without a hop to the thread pool. The turn's
+    functions stay plain ``sa.Connection`` code, run with ``AsyncConnection.run_sync``."""
+    from sqlalchemy.ext.asyncio import create_async_engine  # 50 ms a small command need not pay
+
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        url = url.replace("sqlite", "sqlite+aiosqlite", 1)
+        engine = create_async_engine(url, connect_args=SQLITE_CONNECT)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, connect_args=POSTGRES_CONNECT, **POSTGRES_POOL)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def alembic_config(url: str) -> Config:

@@ -30,47 +30,44 @@ from storage.tables import complaints, dimensions, invitations, ratings, recordi
 
 
 def lost_session(
-    rt: Runtime, key: str, channel: str, contact_hash: str, now: datetime
+    db: sa.Connection, rt: Runtime, key: str, channel: str, contact_hash: str, now: datetime
 ) -> Session | None:
     """The conversation ``key`` had, as its records show it, or ``None`` (see the module)."""
     survey = rt.survey
     since = now - timedelta(hours=survey.expires_after_hours)
-    with rt.db.connect() as db:
-        rating = db.execute(
-            sa.select(ratings, records.c.record_no)
-            .outerjoin(records, records.c.id == ratings.c.record_id)
-            .where(
-                ratings.c.citizen_hash == contact_hash,
-                ratings.c.conversation_key == key,
-                # an open one until the worker closes it; a finished one of a case while its
-                # session would still say "already rated" (an unsolicited one is no case's:
-                # after a conversation forgotten on purpose — unsubscribe, STOP — the next
-                # message starts afresh, as before)
-                sa.or_(
-                    ratings.c.status == "in_progress",
-                    sa.and_(ratings.c.updated_at > since, ratings.c.record_id.is_not(None)),
-                ),
-            )
-            .order_by(ratings.c.id.desc())
-            .limit(1)
-        ).first()
-        if rating is not None:
-            return _rated(db, rt, rating, now)
-        invitation = db.execute(
-            sa.select(
-                invitations.c.id, invitations.c.sent_at, records.c.record_no, records.c.locale
-            )
-            .join(records, records.c.id == invitations.c.record_id)
-            .where(
-                invitations.c.contact_hash == contact_hash,
-                invitations.c.channel == channel,
-                invitations.c.status == "sent",
-                invitations.c.sent_at > since,
-                ~sa.exists().where(ratings.c.record_id == invitations.c.record_id),
-            )
-            .order_by(invitations.c.id.desc())
-            .limit(1)
-        ).first()
+    rating = db.execute(
+        sa.select(ratings, records.c.record_no)
+        .outerjoin(records, records.c.id == ratings.c.record_id)
+        .where(
+            ratings.c.citizen_hash == contact_hash,
+            ratings.c.conversation_key == key,
+            # an open one until the worker closes it; a finished one of a case while its
+            # session would still say "already rated" (an unsolicited one is no case's:
+            # after a conversation forgotten on purpose — unsubscribe, STOP — the next
+            # message starts afresh, as before)
+            sa.or_(
+                ratings.c.status == "in_progress",
+                sa.and_(ratings.c.updated_at > since, ratings.c.record_id.is_not(None)),
+            ),
+        )
+        .order_by(ratings.c.id.desc())
+        .limit(1)
+    ).first()
+    if rating is not None:
+        return _rated(db, rt, rating, now)
+    invitation = db.execute(
+        sa.select(invitations.c.id, invitations.c.sent_at, records.c.record_no, records.c.locale)
+        .join(records, records.c.id == invitations.c.record_id)
+        .where(
+            invitations.c.contact_hash == contact_hash,
+            invitations.c.channel == channel,
+            invitations.c.status == "sent",
+            invitations.c.sent_at > since,
+            ~sa.exists().where(ratings.c.record_id == invitations.c.record_id),
+        )
+        .order_by(invitations.c.id.desc())
+        .limit(1)
+    ).first()
     if invitation is None:
         return None
     return Session(

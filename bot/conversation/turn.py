@@ -18,12 +18,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 from uuid import uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from bot import metrics
 from bot.conversation.optouts import opt_in, opt_out
@@ -55,6 +54,8 @@ from storage.tables import invitations, ratings, records
 log = logging.getLogger("ratebot.conversation")
 
 Render = Callable[[Sequence[Event], str], str]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # An open session outlives its expiry by this much, so the worker can still finalize it.
 EXPIRY_GRACE = timedelta(days=1)
@@ -161,14 +162,13 @@ class Conversations:
             if sprint is None:
                 if _late_recording(event, before):
                     assert before is not None
-                    return await run_in_threadpool(self._keep_late_recording, before, event)
+                    return await self._keep_late_recording(before, event)
                 sprint = engine.resume(
                     self.rt.survey, before, event, now=now, new_session_id=str(uuid4())
                 )
             if _touches_records(sprint):  # persist, then compose
                 channel, contact = event.channel, event.sender
-                written = await run_in_threadpool(self.persist, sprint, channel, contact, now)
-                return compose(sprint, written)
+                return compose(sprint, await self.persist(sprint, channel, contact, now))
             if before is not None and before.record_no is not None:
                 return await self._reminding(sprint, before.record_no)
             return sprint
@@ -192,7 +192,7 @@ class Conversations:
         evaluation_count = 2 if source == "callback" else 1
 
         async def act(before: Session | None, now: datetime) -> Sprint:
-            case = await run_in_threadpool(_case, self.rt, record_no)
+            case = await _reading(self.rt, _case, record_no)
             if case is None:
                 return Sprint(before, [Say(ids.CASE_UNKNOWN)])
             if (
@@ -289,62 +289,63 @@ class Conversations:
 
     def apply(self, sprint: Sprint, channel: str, contact_hash: str, now: datetime) -> Sprint:
         """Both steps, for a caller that holds the conversation's turn itself (the worker, an
-        invitation): carry out the engine's events that touch the records of ``contact_hash``'s
-        conversation in ``channel`` (:meth:`persist`), and return the sprint as it is then kept
-        and told (:func:`compose`)."""
-        return compose(sprint, self.persist(sprint, channel, contact_hash, now))
-
-    def persist(self, sprint: Sprint, channel: str, contact_hash: str, now: datetime) -> Written:
-        """Write what the engine's events say, in one transaction: opt-outs and opt-ins, the
-        rating each ``RatingClosed`` closed, an open conversation's progress that must be kept
-        now, the voucher a completed rating earned."""
-        closings = [e for e in sprint.events if isinstance(e, RatingClosed)]
-        writes: list[tuple[Session, str | None]] = [(e.session, e.outcome) for e in closings]
-        current = sprint.session
-        if (
-            current is not None
-            and current.step is not None
-            and _saves_progress(sprint.events, current)
-        ):
-            # An overall level makes it a rating, kept even if the citizen leaves it unfinished.
-            writes.append((current, None))
-        opted_out_again = False
-        voucher: VoucherIssued | None = None
+        invitation) off the event loop: carry out the engine's events that touch the records of
+        ``contact_hash``'s conversation in ``channel`` (:meth:`write`), and return the sprint as
+        it is then kept and told (:func:`compose`)."""
         try:
             with self.rt.db.begin() as db:
-                for event in sprint.events:
-                    if isinstance(event, OptedOut) and not opt_out(db, contact_hash, channel, now):
-                        opted_out_again = True
-                    elif isinstance(event, OptedIn):
-                        opt_in(db, contact_hash)
-                for target, outcome in writes:
-                    rating_id = save_rating(
-                        db,
-                        target,
-                        outcome=outcome,
-                        conversation_key=conversation_key(channel, contact_hash),
-                        channel=national_channel(channel, target),
-                        provider=PROVIDERS.get(channel, channel),
-                        citizen_hash=contact_hash,
-                        now=now,
-                        look_at=engine.look_again_at(self.rt.survey, target, now),
-                    )
-                    if rating_id is not None and outcome in FINISHED:
-                        # A bad review's ticket, a re-rating's close, the fraud rules: committed
-                        # with the rating, or not at all.
-                        rating_finished(db, self.ticket_rules, rating_id, now)
-                    if outcome == "complete" and target.record_no is not None:
-                        # In the rating's transaction: committed with it, or not at all.
-                        voucher = issue_voucher(
-                            db, self.rt.privacy, self.rt.settings.public_url, target.id, now
-                        )
-        except IntegrityError:  # the case was rated in another conversation (一事一评)
-            assert writes  # only rating writes raise it
-            subject = writes[0][0]  # the closed conversation's, if any
-            log.info("case %s already rated; conversation %s closed", subject.record_no, subject.id)
-            return Written(rated_elsewhere=subject)
-        for closed in closings:
-            metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
+                written = self.write(db, sprint, channel, contact_hash, now)
+        except IntegrityError:
+            written = _rated_elsewhere(sprint)
+        return compose(sprint, _counted(written, sprint, channel))
+
+    async def persist(
+        self, sprint: Sprint, channel: str, contact_hash: str, now: datetime
+    ) -> Written:
+        """:meth:`write` in its own transaction, on the event loop (a turn's writes)."""
+        try:
+            async with self.rt.async_db.begin() as db:
+                written = await db.run_sync(self.write, sprint, channel, contact_hash, now)
+        except IntegrityError:
+            written = _rated_elsewhere(sprint)
+        return _counted(written, sprint, channel)
+
+    def write(
+        self, db: sa.Connection, sprint: Sprint, channel: str, contact_hash: str, now: datetime
+    ) -> Written:
+        """Write what the engine's events say, in ``db``'s transaction: opt-outs and opt-ins, the
+        rating each ``RatingClosed`` closed, an open conversation's progress that must be kept
+        now, the voucher a completed rating earned. A case rated by another conversation first
+        raises IntegrityError (一事一评): the caller rolls back and tells so."""
+        writes = _rating_writes(sprint)
+        opted_out_again = False
+        voucher: VoucherIssued | None = None
+        for event in sprint.events:
+            if isinstance(event, OptedOut) and not opt_out(db, contact_hash, channel, now):
+                opted_out_again = True
+            elif isinstance(event, OptedIn):
+                opt_in(db, contact_hash)
+        for target, outcome in writes:
+            rating_id = save_rating(
+                db,
+                target,
+                outcome=outcome,
+                conversation_key=conversation_key(channel, contact_hash),
+                channel=national_channel(channel, target),
+                provider=PROVIDERS.get(channel, channel),
+                citizen_hash=contact_hash,
+                now=now,
+                look_at=engine.look_again_at(self.rt.survey, target, now),
+            )
+            if rating_id is not None and outcome in FINISHED:
+                # A bad review's ticket, a re-rating's close, the fraud rules: committed with
+                # the rating, or not at all.
+                rating_finished(db, self.ticket_rules, rating_id, now)
+            if outcome == "complete" and target.record_no is not None:
+                # In the rating's transaction: committed with it, or not at all.
+                voucher = issue_voucher(
+                    db, self.rt.privacy, self.rt.settings.public_url, target.id, now
+                )
         return Written(voucher=voucher, opted_out_again=opted_out_again)
 
     async def _lost(self, event: InboundEvent, now: datetime) -> Session | None:
@@ -356,17 +357,17 @@ class Conversations:
         if await self.rt.store.data_since() < now.timestamp() - lived:
             return None
         key = conversation_key(event.channel, event.sender)
-        return await run_in_threadpool(lost_session, self.rt, key, event.channel, event.sender, now)
+        return await _reading(self.rt, lost_session, self.rt, key, event.channel, event.sender, now)
 
-    def _keep_late_recording(self, session: Session, event: InboundEvent) -> Sprint:
+    async def _keep_late_recording(self, session: Session, event: InboundEvent) -> Sprint:
         """The recording answers the question the call ended at: kept with the rating, the
         conversation stays closed, nothing is said (the caller is gone)."""
         assert session.left_at is not None and event.recording is not None
         step = self.rt.survey.step(session.left_at)
         if not isinstance(step, TextStep):
             return Sprint(session, [])
-        with self.rt.db.begin() as db:
-            kept = save_late_recording(db, session.id, step.field, event.recording)
+        async with self.rt.async_db.begin() as db:
+            kept = await db.run_sync(save_late_recording, session.id, step.field, event.recording)
         if not kept:
             return Sprint(session, [])
         answers = {**session.answers}
@@ -379,8 +380,8 @@ class Conversations:
         if Say(engine.ALREADY_RATED) not in sprint.events:
             return sprint
         rt = self.rt
-        voucher = await run_in_threadpool(
-            voucher_for_case, rt.db, rt.privacy, rt.settings.public_url, record_no
+        voucher = await _reading(
+            rt, voucher_for_case, rt.privacy, rt.settings.public_url, record_no
         )
         return sprint if voucher is None else Sprint(sprint.session, [*sprint.events, voucher])
 
@@ -395,8 +396,7 @@ class Conversations:
         """Close an open conversation that is being left or replaced, keeping its answers."""
         closing = engine.expire(self.rt.survey, session, now=now, reason=reason)
         channel, contact = event.channel, event.sender
-        written = await run_in_threadpool(self.persist, closing, channel, contact, now)
-        return compose(closing, written)
+        return compose(closing, await self.persist(closing, channel, contact, now))
 
     async def _turn(
         self,
@@ -499,21 +499,57 @@ class Case:
     follow_up_due: bool  # a bad review waits for its callback's re-rating (回访)
 
 
-def _case(rt: Runtime, record_no: str) -> Case | None:
-    with rt.db.connect() as db:
-        record = db.execute(
-            sa.select(records.c.id, records.c.locale).where(records.c.record_no == record_no)
-        ).first()
-        if record is None:
-            return None
-        invitation_id = db.execute(
-            sa.select(sa.func.max(invitations.c.id)).where(invitations.c.record_id == record.id)
-        ).scalar()
-        rated = db.execute(sa.select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
-        follow_up = follow_up_due(db, record.id)
+def _case(db: sa.Connection, record_no: str) -> Case | None:
+    record = db.execute(
+        sa.select(records.c.id, records.c.locale).where(records.c.record_no == record_no)
+    ).first()
+    if record is None:
+        return None
+    invitation_id = db.execute(
+        sa.select(sa.func.max(invitations.c.id)).where(invitations.c.record_id == record.id)
+    ).scalar()
+    rated = db.execute(sa.select(ratings.c.id).where(ratings.c.record_id == record.id)).first()
+    follow_up = follow_up_due(db, record.id)
     return Case(
         locale=record.locale,
         invitation_id=invitation_id,
         rated=rated is not None,
         follow_up_due=follow_up,
     )
+
+
+async def _reading(
+    rt: Runtime, read: Callable[Concatenate[sa.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``read(connection, *args)`` on the event loop (the turn's reads, as its writes)."""
+    async with rt.async_db.connect() as db:
+        return await db.run_sync(read, *args, **kwargs)
+
+
+def _rating_writes(sprint: Sprint) -> list[tuple[Session, str | None]]:
+    """The ratings a sprint writes, with their outcomes: each conversation its events closed,
+    then the open one's progress if it must be kept now (an overall level makes it a rating,
+    kept even if the citizen leaves it unfinished)."""
+    writes: list[tuple[Session, str | None]] = [
+        (e.session, e.outcome) for e in sprint.events if isinstance(e, RatingClosed)
+    ]
+    current = sprint.session
+    if current is not None and current.step is not None and _saves_progress(sprint.events, current):
+        writes.append((current, None))
+    return writes
+
+
+def _rated_elsewhere(sprint: Sprint) -> Written:
+    """What a sprint wrote when its case was rated in another conversation first: nothing."""
+    subject = _rating_writes(sprint)[0][0]  # the closed conversation's, if any
+    log.info("case %s already rated; conversation %s closed", subject.record_no, subject.id)
+    return Written(rated_elsewhere=subject)
+
+
+def _counted(written: Written, sprint: Sprint, channel: str) -> Written:
+    """``written``, committed: the ratings it closed are counted."""
+    if written.rated_elsewhere is None:
+        for closed in sprint.events:
+            if isinstance(closed, RatingClosed):
+                metrics.RATINGS_CLOSED.labels(channel, closed.outcome).inc()
+    return written

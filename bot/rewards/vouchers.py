@@ -223,12 +223,11 @@ def expire_due(conn: sa.Connection, now: datetime) -> int:
 
 
 def voucher_for_case(
-    engine: sa.Engine, privacy: Privacy, public_url: str, record_no: str
+    conn: sa.Connection, privacy: Privacy, public_url: str, record_no: str
 ) -> VoucherIssued | None:
     """The voucher case ``record_no`` earned, as a channel tells it (its code decrypted), or
     ``None`` when it earned none. For a channel that says it again later (the phone's SMS)."""
-    with engine.connect() as conn:
-        return _voucher(conn, privacy, public_url, records.c.record_no == record_no)
+    return _voucher(conn, privacy, public_url, records.c.record_no == record_no)
 
 
 def _voucher(

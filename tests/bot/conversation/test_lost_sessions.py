@@ -19,9 +19,9 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = turn.lost_session
 
-    def spy(rt: Any, key: str, *args: Any) -> Any:
+    def spy(db: Any, rt: Any, key: str, *args: Any) -> Any:
         seen.append(key)
-        return real(rt, key, *args)
+        return real(db, rt, key, *args)
 
     monkeypatch.setattr(turn, "lost_session", spy)
     return seen
