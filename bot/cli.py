@@ -75,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
         proxy_headers=True,
         **SERVER_LIMITS,
     )
@@ -105,6 +106,7 @@ def _serve_demo(args: argparse.Namespace, settings: Settings) -> None:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
         proxy_headers=True,
         **SERVER_LIMITS,
     )

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         True  # run the timer loop inside `serve` (turn off when `ratebot worker` runs it)
     )
     log_level: str = "INFO"
+    # One line per request (uvicorn's access log): a twentieth of a turn's CPU, and the proxy in
+    # front logs requests anyway. Errors are logged either way.
+    access_log: bool = False
 
     @field_validator("public_url")
     @classmethod

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
+from urllib.parse import urlsplit
 
 from sqlmodel import Session as DbSession
 from sqlmodel import select
+from twilio.request_validator import RequestValidator
 
 from bot import worker
 from storage.models import Invitation, OptOut, Rating, ServiceRecord
-from tests.bot.conftest import PHONE, Harness
+from tests.bot.conftest import AUTH_TOKEN, PHONE, PUBLIC_URL, Harness
 
 RECORD = "370200-2026-0001"
 
@@ -348,3 +350,35 @@ async def test_expiry_keeps_the_rating_when_the_state_store_lost_it(harness: Har
     await worker.run_due(harness.rt)
     rating = (await record(harness))["rating"]
     assert rating["status"] == "incomplete" and rating["level"] == 4
+
+
+async def test_a_form_that_is_not_utf8_or_too_long_is_400_and_rates_nothing(
+    harness: Harness,
+) -> None:
+    form = "From=%2B8613800138000&MessageSid=SM1&Body=%FF"  # a byte that is no UTF-8
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+    response = await harness.client.post("/channels/sms", content=form, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "the form is not UTF-8"
+    many = "&".join(f"f{n}=1" for n in range(1001))
+    response = await harness.client.post("/channels/sms", content=many, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "more than 1000 form fields"
+    with DbSession(harness.rt.db) as db:
+        assert db.exec(select(Rating)).all() == []
+
+
+async def test_a_signature_of_the_url_with_its_port_is_accepted_too(harness: Harness) -> None:
+    """Twilio signs the URL as it was configured; one that names the default port is valid."""
+    form = {"From": PHONE, "To": "+8610690000", "Body": "5", "MessageSid": "SM-port"}
+    netloc = urlsplit(PUBLIC_URL)
+    port = 443 if netloc.scheme == "https" else 80
+    with_port = f"{netloc.scheme}://{netloc.hostname}:{port}/channels/sms"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(with_port, form)
+    headers = {"X-Twilio-Signature": signature}
+    response = await harness.client.post("/channels/sms", data=form, headers=headers)
+    assert response.status_code == 200
+    wrong = {"X-Twilio-Signature": signature[:-2] + "AA"}
+    response = await harness.client.post("/channels/sms", data={**form, "MessageSid": "SM-x"},
+                                         headers=wrong)  # fmt: skip
+    assert response.status_code == 403
