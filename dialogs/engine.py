@@ -238,13 +238,15 @@ def _new_session(
 
 
 def _touch(survey: Survey, session: Session, now: datetime, **changes: Any) -> Session:
+    """``session`` with ``changes`` and its expiry moved on from ``now``. A shallow copy (a deep
+    one was most of a step's time): nothing in a session may be changed in place, as the caller
+    still holds the old one."""
     touched = session.model_copy(
         update={
             "updated_at": now,
             "expires_at": now + timedelta(hours=survey.expires_after_hours),
             **changes,
-        },
-        deep=True,
+        }
     )
     if touched.step is not None and only_optional_left(survey, touched):
         touched.expires_at = now + timedelta(minutes=survey.done_after_minutes)
@@ -323,7 +325,7 @@ def _take_answer(
         session = _touch(survey, session, now, retries=retries)
         return Sprint(session, [_prompt(survey, session, hint=step.hint_id)])
 
-    answers = session.model_copy(deep=True).answers
+    answers = dict(session.answers)  # a new dict: the caller still holds the old session
     events: list[Event] = []
     if isinstance(step, LevelStep) and isinstance(value, list):  # several levels at once
         answered: list[Any] = _level_run(survey, step)
@@ -334,7 +336,7 @@ def _take_answer(
         _set_answer(answers, each.field, each_value)
         events.append(Answered(each.id, each.field, each_value))
     if recording is not None:
-        answers.setdefault("recordings", {})[step.field] = recording
+        answers["recordings"] = {**answers.get("recordings", {}), step.field: recording}
 
     next_id = _next(answered[-1].next, answers)
     if next_id == END:
@@ -346,10 +348,13 @@ def _take_answer(
 
 def _set_answer(answers: dict[str, Any], field: str, value: Any) -> None:
     """Put ``value`` at ``field`` of ``answers``, a dotted field (``dimensions.attitude``) in its
-    nested dict."""
+    nested dict. ``answers`` is the new session's own dict; each nested dict on the way is
+    copied before it is changed, as the old session still holds it."""
     *parents, key = field.split(".")
     for parent in parents:
-        answers = answers.setdefault(parent, {})
+        nested = {**answers.get(parent, {})}
+        answers[parent] = nested
+        answers = nested
     answers[key] = value
 
 

@@ -4,6 +4,9 @@ purity."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from dialogs import engine
 from dialogs.events import Answered, InboundEvent, Prompt, RatingClosed
@@ -11,6 +14,10 @@ from dialogs.session import Session
 from dialogs.survey import default_survey
 
 NOW = datetime(2024, 5, 6, 1, 0, tzinfo=UTC)
+PROBLEMS = ["attitude", "repeated_visits"]
+DIMENSIONS = {"attitude": 5, "efficiency": 3}
+DETAILED = {"problems": PROBLEMS, "details": "三次"}
+RECORDINGS = {"details": "r1", "comment": "r2"}
 
 
 def _say(session: Session | None, text: str) -> engine.Sprint:
@@ -66,13 +73,60 @@ def test_text_is_stored_verbatim_long_and_with_control_characters() -> None:
     assert Session.model_validate_json(sprint.session.model_dump_json()) == sprint.session
 
 
-def test_resume_does_not_change_the_session_it_was_given() -> None:
-    before = _at("problems", {"level": 2, "dimensions": {"attitude": 2}})
+@pytest.mark.parametrize(
+    ("step", "answers", "text", "recording"),
+    [
+        ("problems", {"level": 2, "dimensions": {"attitude": 2}}, "13", None),
+        ("efficiency", {"level": 4, "dimensions": {"attitude": 5}}, "4", None),
+        ("overall", {"dimensions": {"attitude": 5}}, "5 4 5 5", None),
+        ("details", {"level": 1, "complaint": {"problems": ["fees"]}}, "三次", None),
+        ("comment", {"level": 5, "recordings": {"details": "https://r/1"}}, "", "https://r/2"),
+        ("attitude", {"level": 4, "dimensions": {}}, "not a level", None),
+        ("callback", {"level": 1, "complaint": {"problems": ["fees"]}}, "1", None),
+    ],
+    ids=["new-nested", "nested", "shortcut", "complaint", "recording", "retry", "closing"],
+)
+def test_resume_does_not_change_the_session_it_was_given(
+    step: str, answers: dict[str, Any], text: str, recording: str | None
+) -> None:
+    # Regression guard: the engine copies only what changes (a deep copy was most of a step's
+    # time); the caller still holds the session it passed, so no dict in it may change.
+    before = _at(step, answers)
     copy = before.model_copy(deep=True)
-    after = _say(before, "13").session
+    event = InboundEvent(channel="test", sender="h", text=text, recording=recording)
+    after = engine.resume(default_survey(), before, event, now=NOW, new_session_id="new").session
     assert before == copy
+    assert after is not None and after != before
+
+
+@pytest.mark.parametrize(
+    ("step", "answers", "text", "recording", "expected"),
+    [
+        ("problems", {"level": 2}, "13", None, {"complaint": {"problems": PROBLEMS}}),
+        ("efficiency", {"dimensions": {"attitude": 5}}, "3", None, {"dimensions": DIMENSIONS}),
+        ("details", {"complaint": {"problems": PROBLEMS}}, "三次", None, {"complaint": DETAILED}),
+        (
+            "comment",
+            {"recordings": {"details": "r1"}},
+            "",
+            "r2",
+            {"comment": None, "recordings": RECORDINGS},
+        ),
+    ],
+    ids=["new-nested", "nested", "complaint", "recording"],
+)
+def test_an_answer_lands_beside_the_earlier_ones(
+    step: str,
+    answers: dict[str, Any],
+    text: str,
+    recording: str | None,
+    expected: dict[str, Any],
+) -> None:
+    before = _at(step, {"level": 2, **answers})
+    event = InboundEvent(channel="test", sender="h", text=text, recording=recording)
+    after = engine.resume(default_survey(), before, event, now=NOW, new_session_id="new").session
     assert after is not None
-    assert after.answers["complaint"] == {"problems": ["attitude", "repeated_visits"]}
+    assert after.answers == {"level": 2, **expected}
 
 
 def test_same_input_same_output() -> None:
