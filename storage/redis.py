@@ -7,7 +7,9 @@ Cluster (a script may only touch keys of one slot)::
     <prefix>{<key>}:session               the session as JSON, PX the ttl given to Turn.save
     <prefix>{<key>}:delivery:<delivery>   the reply sent for that delivery, PX delivery_ttl
 
-A turn costs two round trips: lock + loads in one script, writes + unlock in another.
+A turn costs two round trips: lock + loads in one script, writes + unlock in another. Those two
+go through the lean pipelined client of ``storage/resp.py`` (for ``redis://`` and ``unix://``
+URLs; ``rediss://`` keeps them on redis-py); everything else, off the hot path, uses redis-py.
 
 Events counted with ``record_event`` are one sorted set per key (a random member per event,
 scored with its time in ms), PX the window, so a quiet key disappears on its own::
@@ -29,6 +31,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from storage import resp
 from storage.base import ConversationBusy, ConversationStore, StagedWrite
 
 DEFAULT_PREFIX = "ratebot:"
@@ -39,7 +42,8 @@ DEFAULT_PREFIX = "ratebot:"
 # giving up on a hanging request. No health-check PING before commands: its own retries would
 # multiply the wait, and a dead pooled connection is retried anyway.
 SOCKET_TIMEOUT = 1.0  # seconds, to connect and for each answer
-CLIENT_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), retries=1)
+CLIENT_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.2)
+CLIENT_RETRY = Retry(CLIENT_BACKOFF, retries=1)  # redis-py's; the lean client retries alike
 RETRY_FIRST_DELAY = 0.005  # seconds; doubled after each miss...
 RETRY_MAX_DELAY = 0.05  # ...up to this, so a waiter notices a freed lock quickly
 
@@ -127,17 +131,28 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisConversationStore(ConversationStore):
-    """Store on a ``redis.asyncio.Redis`` client, which ``close()`` closes.
+    """Store on a ``redis.asyncio.Redis`` client and, for the turn's two scripts, a lean
+    ``turns`` client to the same server (without one, the scripts go through ``redis`` too);
+    ``close()`` closes both.
 
     ``prefix`` namespaces every key (tests use their own per test).
     """
 
-    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        turns: resp.RespClient | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.redis = redis
+        self.turns = turns
         self.prefix = prefix
-        self._lock_and_load_script = redis.register_script(LOCK_AND_LOAD)
-        self._write_and_unlock_script = redis.register_script(WRITE_AND_UNLOCK)
+        scripts = redis if turns is None else turns
+        self._lock_and_load_script = scripts.register_script(LOCK_AND_LOAD)
+        self._write_and_unlock_script = scripts.register_script(WRITE_AND_UNLOCK)
         self._record_event_script = redis.register_script(RECORD_EVENT)
         self._count_events_script = redis.register_script(COUNT_EVENTS)
         self._data_since_script = redis.register_script(DATA_SINCE)
@@ -148,7 +163,10 @@ class RedisConversationStore(ConversationStore):
     ) -> Self:
         """``redis://[:password@]host[:port][/db]`` (or ``rediss://``, ``unix://``).
 
-        ``connection_kwargs`` go to ``Redis.from_url``; the rest to the constructor.
+        ``connection_kwargs`` go to ``Redis.from_url`` (the two ``socket_*timeout`` to the lean
+        client too); the rest to the constructor. The lean client serves ``redis://`` and
+        ``unix://`` URLs without options but the timeouts (``resp.serves``); for any other the
+        turn's scripts stay on redis-py, with its TLS and options.
         """
         options = {
             "socket_connect_timeout": SOCKET_TIMEOUT,
@@ -156,7 +174,16 @@ class RedisConversationStore(ConversationStore):
             "retry": CLIENT_RETRY,
             **(connection_kwargs or {}),
         }
-        return cls(Redis.from_url(url, **options), **kwargs)
+        turns = None
+        if resp.serves(url):
+            turns = resp.RespClient.from_url(
+                url,
+                connect_timeout=options["socket_connect_timeout"],
+                timeout=options["socket_timeout"],
+                retries=CLIENT_RETRY.get_retries(),
+                backoff=CLIENT_BACKOFF,
+            )
+        return cls(Redis.from_url(url, **options), turns=turns, **kwargs)
 
     def _keys(self, key: str, delivery_id: str | None) -> list[str]:
         base = f"{self.prefix}{{{key}}}:"
@@ -240,3 +267,5 @@ class RedisConversationStore(ConversationStore):
 
     async def _close(self) -> None:
         await self.redis.aclose()
+        if self.turns is not None:
+            await self.turns.close()

@@ -102,7 +102,7 @@ async def test_the_retry_of_a_turn_whose_worker_died_after_the_commit_gets_the_s
 
         victim_a = a.citizens(2)[index]
         await converse(victim_a, BAD_REVIEW[:kill_at])
-        dead = die_after_commit(a.rt.store, a.rt.db)
+        dead = die_after_commit(a.rt.store, a.rt.async_db.sync_engine)  # the turn's engine
         delivery = victim_a.next_delivery()
         with pytest.raises(Killed):
             await victim_a.send(BAD_REVIEW[kill_at], delivery)

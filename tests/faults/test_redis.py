@@ -192,12 +192,12 @@ async def test_redis_dying_right_after_the_turn_s_commit_loses_no_answer_and_rat
 
     for c in citizens:
         killed.clear()
-        sa.event.listen(app.rt.db, "commit", kill_redis)
+        sa.event.listen(app.rt.async_db.sync_engine, "commit", kill_redis)
         delivery = c.next_delivery()
         try:
             response, _ = await c.send("5", delivery)  # the level: written, then Redis dies
         finally:
-            sa.event.remove(app.rt.db, "commit", kill_redis)
+            sa.event.remove(app.rt.async_db.sync_engine, "commit", kill_redis)
         assert killed and response.status_code == 503, (c.channel, response.text)
         redis_server.start()
         answer, _, _ = await retry_until_answered(c, "5", delivery)

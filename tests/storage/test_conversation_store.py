@@ -41,7 +41,14 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        # The turn's scripts on redis-py rather than the lean client, as for rediss:// URLs.
+        pytest.param("redis-py", marks=pytest.mark.redis),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -70,8 +77,14 @@ async def make_store(
         prefix = f"ratebot-test:{uuid.uuid4().hex}:"
 
         def make(**kwargs: Any) -> ConversationStore:
-            stores.append(RedisConversationStore.from_url(url, prefix=prefix, **kwargs))
-            return stores[-1]
+            if backend == "redis-py":
+                store = RedisConversationStore(
+                    redis.asyncio.Redis.from_url(url), prefix=prefix, **kwargs
+                )
+            else:
+                store = RedisConversationStore.from_url(url, prefix=prefix, **kwargs)
+            stores.append(store)
+            return store
 
         yield make
         cleaner = redis.asyncio.Redis.from_url(url)
