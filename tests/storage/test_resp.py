@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -358,3 +359,26 @@ async def test_redis_dying_in_the_middle_of_a_turn_fails_it_promptly_and_the_nex
         assert await store.get("sms:a") == {"step": "q2"}
     finally:
         await store.close()
+
+
+@pytest.mark.redis
+def test_on_uvloop_the_server_s_loop_commands_pipeline_and_a_killed_connection_is_reopened(
+    redis_url: str,
+) -> None:
+    """``ratebot serve`` runs on uvloop, whose transports call ``connection_made`` after the
+    standard loop's would: the first command, many at once, and a reconnection, there."""
+
+    async def on_uvloop() -> None:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        lean = RespClient.from_url(redis_url)
+        killer = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            answers = await asyncio.gather(*(lean.execute("ECHO", str(n)) for n in range(200)))
+            assert answers == [str(n).encode() for n in range(200)]
+            assert await killer.client_kill_filter(_id=await lean.execute("CLIENT", "ID")) == 1
+            assert await lean.execute("PING") == b"PONG"
+        finally:
+            await killer.aclose()
+            await lean.close()
+
+    uvloop.run(on_uvloop())
