@@ -56,7 +56,11 @@ def create_async_db_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args=SQLITE_CONNECT)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, connect_args=POSTGRES_CONNECT, **POSTGRES_POOL)
+    # No overflow: at 50 citizens at once, an overflow connection opened for a turn and closed
+    # after it cost more than waiting for a pooled one (a PostgreSQL backend starts per connect).
+    return create_async_engine(
+        url, connect_args=POSTGRES_CONNECT, **{**POSTGRES_POOL, "max_overflow": 0}
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
