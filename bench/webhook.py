@@ -407,9 +407,38 @@ class VoiceCall:
 Traffic = SmsTraffic | WeChatTraffic | VoiceTraffic
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers, with ``--workers`` above 1)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of ``pid`` and its descendants alive now."""
+    total = 0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> list[float]:
+    """The resident memory of ``pid``'s serving processes, MB: its workers', or its own."""
+    sizes = {}
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{each}/status").read_text()
+            kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+            sizes[each] = int(kb) / 1024
+    workers = [size for each, size in sizes.items() if each != pid]
+    return workers or list(sizes.values())
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -840,6 +869,14 @@ def flush_redis(url: str) -> None:
     client.close()
 
 
+def conversations_at(args: argparse.Namespace, index: int) -> int | None:
+    """The ``--conversations`` limit of the ``index``-th level (None: no limit)."""
+    if not args.conversations:
+        return None
+    limits = [int(v) for v in str(args.conversations).split(",")]
+    return limits[min(index, len(limits) - 1)]
+
+
 def run_levels(
     server: Server,
     levels: list[int],
@@ -851,7 +888,7 @@ def run_levels(
     phases = []
     runner = _runner()
     try:
-        for level in levels:
+        for index, level in enumerate(levels):
             print(
                 f"  {server.name} {traffic.channel}: {level} concurrent citizens, "
                 f"{args.warmup:g}s warm-up + {args.duration:g}s ...",
@@ -866,7 +903,7 @@ def run_levels(
                     traffic=traffic,
                     warmup=args.warmup,
                     duration=args.duration,
-                    max_conversations=args.conversations,
+                    max_conversations=conversations_at(args, index),
                     thanks=thanks,
                     busy=busy,
                     request_timeout=args.request_timeout,
@@ -880,6 +917,8 @@ def run_levels(
             )
             phases.append(phase)
             print("   ", describe(phase), flush=True)
+            rss = ", ".join(f"{size:.0f}" for size in rss_mb(server.proc.pid))
+            print(f"      server RSS after {phase.started} conversations: {rss} MB", flush=True)
             for sample in phase.error_samples:
                 print("      error:", sample)
     finally:
@@ -948,7 +987,13 @@ def main(argv: list[str] | None = None) -> int:
         help="concurrent citizens; a comma list runs each level in turn, e.g. 10,50 (default 50)",
     )
     parser.add_argument(
-        "--conversations", type=int, help="stop starting conversations after this many per level"
+        "--conversations",
+        help="stop starting conversations after this many per level; a comma list gives each "
+        "level its own, e.g. --concurrency 8,8 --conversations 1000,99000 (the memory check: "
+        "RSS after 1,000 and after 100,000)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ratebot serve --workers (default 1; bare: 1)"
     )
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)"
@@ -1046,7 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         flush_redis(args.redis_url)
         print(
-            f"ratebot serve --workers 1 on :{port}, "
+            f"ratebot serve --workers {args.workers} on :{port}, "
             f"database {urlsplit(database_url).path[1:]}, redis {args.redis_url}; "
             f"channels {', '.join(describe_traffic(t) for t in traffics.values())}"
         )
@@ -1060,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--port",
                 str(port),
                 "--workers",
-                "1",
+                str(args.workers),
             ],
             env,
             workdir,
